@@ -1,0 +1,61 @@
+"""One event to and from its Kafka form: key = visitor id in decimal, value = compact JSON."""
+
+from __future__ import annotations
+
+import orjson
+
+from clickrec_platform.events.contract import FIELDS, INT64_MAX, INT64_MIN, SCHEMA_VERSION, Event
+from clickrec_platform.events.validation import check_event
+
+
+class InvalidEvent(ValueError):
+    """A message that is not a valid event; `reason` is a short machine-usable code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def encode(event: Event) -> bytes:
+    """The event's JSON value, fields in contract order."""
+    return orjson.dumps(event)
+
+
+def kafka_key(visitor_id: int) -> bytes:
+    """Keying by visitor keeps each visitor's events in order on one partition."""
+    return str(visitor_id).encode()
+
+
+def decode(value: bytes | str) -> Event:
+    """Parse and validate one message value; raises `InvalidEvent` saying why it is not an event.
+
+    Unknown keys are ignored so that a producer may add a field before every consumer knows it.
+    """
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise InvalidEvent("malformed_json") from None
+    if not isinstance(document, dict):
+        raise InvalidEvent("not_object")
+    # A newer schema may have other fields; judging it by this version's fields would mislead.
+    version = document.get("schema_version")
+    if type(version) is int and version != SCHEMA_VERSION:
+        raise InvalidEvent("unsupported_schema_version")
+    values = {}
+    for spec in FIELDS:
+        if spec.name not in document:
+            raise InvalidEvent(f"missing_field:{spec.name}")
+        value = document[spec.name]
+        if value is None:
+            if not spec.nullable:
+                raise InvalidEvent(f"null_field:{spec.name}")
+        elif type(value) is not spec.python_type:  # exact: JSON true is a bool, not an id
+            raise InvalidEvent(f"bad_type:{spec.name}")
+        elif spec.python_type is int and not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidEvent(f"out_of_range:{spec.name}")
+        values[spec.name] = value
+    event = Event(**values)
+    reason = check_event(event)
+    if reason is not None:
+        raise InvalidEvent(reason)
+    return event

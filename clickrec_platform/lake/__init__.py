@@ -1,0 +1,1 @@
+"""The Delta lake: table locations, a Spark session with Delta and Kafka, and DuckDB over Delta."""

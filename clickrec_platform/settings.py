@@ -1,0 +1,163 @@
+"""The one settings object: every endpoint, port, path and secret the platform uses.
+
+Values come from environment variables (``CLICKREC_<FIELD>``, plus the ecosystem's own names where
+one exists: ``KAFKA_BOOTSTRAP_SERVERS``, ``SPARK_MASTER``, ``MLFLOW_TRACKING_URI``, ``DAGSTER_HOME``)
+and an optional ``.env`` file. Defaults point at the local stack that ``clickrec up`` starts; set a
+variable to point the same code at an existing Kafka cluster, managed Postgres, a remote MLflow or a
+Spark cluster.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cache
+from pathlib import Path
+from urllib.parse import quote
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _project_root() -> Path:
+    """The checkout when installed editable (the normal case); the working directory otherwise."""
+    candidate = PACKAGE_DIR.parent
+    return candidate if (candidate / "pyproject.toml").is_file() else Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
+
+
+def _env(name: str) -> AliasChoices:
+    """Accept ``CLICKREC_<NAME>`` and, where the wider ecosystem has one, its well-known name."""
+    return AliasChoices(f"CLICKREC_{name}", name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLICKREC_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # Where runtime state lives: pid and log files, Kafka and Postgres data, the lake, jars.
+    home: Path = Field(default=PROJECT_ROOT / "data")
+    bind_host: str = "127.0.0.1"
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    kafka_controller_port: int = 9093
+    kafka_topic: str = "clickstream"
+    kafka_topic_partitions: int = 4
+    kafka_replication_factor: int = 1
+    kafka_heap: str = "1g"
+
+    # PostgreSQL: one server, three databases (gold tables, Dagster storage, MLflow backend store)
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5433
+    postgres_user: str = "clickrec"
+    postgres_password: SecretStr | None = None
+    postgres_db: str = "clickrec"
+    dagster_db: str = "dagster"
+    mlflow_db: str = "mlflow"
+    postgres_sslmode: str = "prefer"
+
+    # MLflow
+    mlflow_port: int = 5000
+    mlflow_tracking_uri: str | None = Field(default=None, validation_alias=_env("MLFLOW_TRACKING_URI"))
+    mlflow_experiment: str = "clickrec"
+
+    # Dagster
+    dagster_home: Path | None = Field(default=None, validation_alias=_env("DAGSTER_HOME"))
+    dagster_port: int = 3000
+
+    # Spark and the lake
+    spark_master: str = Field(default="local[*]", validation_alias=_env("SPARK_MASTER"))
+    spark_driver_memory: str = "4g"
+    spark_shuffle_partitions: int = 4
+    spark_ui_enabled: bool = False
+    lake_root: str | None = None
+
+    # Serving
+    api_port: int = 8000
+    dashboard_port: int = 8501
+
+    # Which services `clickrec up` runs on this machine; drop one to use an external deployment
+    # (e.g. CLICKREC_MANAGED_SERVICES='["postgres","mlflow","dagster-webserver","dagster-daemon"]'
+    # with KAFKA_BOOTSTRAP_SERVERS pointing at your cluster).
+    managed_services: list[str] = ["postgres", "kafka", "mlflow", "dagster-webserver", "dagster-daemon"]
+    # How long `clickrec up` waits for each service to become ready.
+    startup_timeout_s: float = 180.0
+
+    @model_validator(mode="after")
+    def _fill_local_password(self) -> Settings:
+        """The local cluster's password is generated once by `clickrec up` and kept in the state dir."""
+        if self.postgres_password is None and self.local_password_file.is_file():
+            self.postgres_password = SecretStr(self.local_password_file.read_text().strip())
+        return self
+
+    # Paths -----------------------------------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "state"
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.home / "jars"
+
+    @property
+    def local_password_file(self) -> Path:
+        return self.home / "state" / "postgres.password"
+
+    @property
+    def lake_uri(self) -> str:
+        return self.lake_root or str(self.home / "lake")
+
+    @property
+    def dagster_home_dir(self) -> Path:
+        return self.dagster_home or self.home / "dagster_home"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.home / "mlflow-artifacts"
+
+    # Endpoints -------------------------------------------------------------------------------
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"http://{self.bind_host}:{self.mlflow_port}"
+
+    @property
+    def dagster_url(self) -> str:
+        return f"http://{self.bind_host}:{self.dagster_port}"
+
+    def ensure_local_password(self) -> str:
+        """Return the Postgres password, generating and storing one for the local cluster if unset."""
+        if self.postgres_password is None:
+            self.local_password_file.parent.mkdir(parents=True, exist_ok=True)
+            self.local_password_file.touch(mode=0o600)
+            self.local_password_file.write_text(secrets.token_urlsafe(24))
+            self.postgres_password = SecretStr(self.local_password_file.read_text().strip())
+        return self.postgres_password.get_secret_value()
+
+    def postgres_dsn(self, database: str | None = None, driver: str = "postgresql") -> str:
+        """A libpq/SQLAlchemy URL for one of the platform's databases (the gold database by default)."""
+        if self.postgres_password is None:
+            raise RuntimeError(
+                "No PostgreSQL password: set CLICKREC_POSTGRES_PASSWORD, or run `clickrec up` once "
+                "to create the local cluster and its generated password."
+            )
+        password = quote(self.postgres_password.get_secret_value(), safe="")
+        return (
+            f"{driver}://{quote(self.postgres_user, safe='')}:{password}@{self.postgres_host}:"
+            f"{self.postgres_port}/{database or self.postgres_db}?sslmode={self.postgres_sslmode}"
+        )
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

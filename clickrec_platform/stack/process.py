@@ -1,0 +1,161 @@
+"""Start, watch and stop one local service process: pid file, log file, readiness wait.
+
+Every service of the local stack goes through this, so they all behave the same way: starting one
+that already runs is a no-op, a port held by something else is refused before anything starts, a
+failed start reports the tail of the service's log, and stopping touches only the process (group)
+whose pid this module recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started or stopped; the message says why and shows its log."""
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return "(no log written)"
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - 16_384))
+        text = handle.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie has exited; it only waits to be reaped by its parent.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, interval_s: float = 0.5,
+               abort: Callable[[], bool] | None = None) -> bool:
+    """Poll ``check`` until it is true (True), ``abort`` is true or the time is up (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return True
+        except Exception:  # noqa: BLE001 - a service that is still starting may fail checks in any way
+            pass
+        if abort is not None and abort():
+            return False
+        time.sleep(interval_s)
+    return False
+
+
+@dataclass
+class ManagedProcess:
+    """One long-running process started in its own session, tracked by a pid file."""
+
+    name: str
+    argv: Sequence[str]
+    state_dir: Path
+    ready: Callable[[], bool]
+    ports: Sequence[tuple[str, int]] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    # A word that must appear in /proc/<pid>/cmdline, so a recycled pid is never taken for ours.
+    cmdline_marker: str = ""
+    # PostgreSQL treats SIGTERM as "wait for clients to leave"; it wants SIGINT for a prompt stop.
+    stop_signal: signal.Signals = signal.SIGTERM
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "run" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "logs" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not pid_alive(pid):
+            return None
+        if self.cmdline_marker:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                return None
+            if self.cmdline_marker.encode() not in cmdline:
+                return None
+        return pid
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self, timeout_s: float) -> bool:
+        """Start unless already running; wait until ready. True if this call started it."""
+        if self.is_running():
+            if not wait_until(self.ready, timeout_s, abort=lambda: not self.is_running()):
+                raise ServiceError(self._failure("is running but not ready"))
+            return False
+        for host, port in self.ports:
+            if port_in_use(host, port):
+                raise ServiceError(
+                    f"{self.name}: port {host}:{port} is already in use by another process. Stop it, "
+                    f"or choose another port in the settings (see README, Configuration)."
+                )
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            log.write(f"\n=== clickrec: starting {self.name} at {time.strftime('%F %T')}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                list(self.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.cwd, env={**os.environ, **self.env}, start_new_session=True,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        if wait_until(self.ready, timeout_s, abort=lambda: proc.poll() is not None):
+            return True
+        reason = (f"exited with code {proc.returncode}" if proc.poll() is not None
+                  else f"was not ready within {timeout_s:.0f}s")
+        self.stop()
+        raise ServiceError(self._failure(reason))
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop the process group this module started. True if something was stopped."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        for sig, wait_s in ((self.stop_signal, timeout_s), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                break
+            if wait_until(lambda: not pid_alive(pid), wait_s, interval_s=0.2):
+                break
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def _failure(self, reason: str) -> str:
+        return (f"{self.name} {reason}. Last lines of {self.log_file}:\n"
+                f"{log_tail(self.log_file)}")

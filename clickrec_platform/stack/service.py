@@ -1,0 +1,58 @@
+"""What every service of the local stack has in common."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from clickrec_platform.settings import Settings
+from clickrec_platform.stack.process import ManagedProcess
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    detail: str
+
+
+class LocalService(ABC):
+    """A service that ``clickrec up`` can run on this machine, or find already running elsewhere."""
+
+    name: str
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @property
+    @abstractmethod
+    def url(self) -> str: ...
+
+    @abstractmethod
+    def process(self) -> ManagedProcess:
+        """How to run it locally."""
+
+    def prepare(self) -> None:
+        """One-time work before the first start (format storage, create a cluster, write config)."""
+
+    def after_ready(self) -> None:
+        """Idempotent work once it answers (create topics, databases)."""
+
+    @abstractmethod
+    def health(self) -> Health:
+        """Ask the running service itself whether it works."""
+
+    @property
+    def managed(self) -> bool:
+        return self.name in self.settings.managed_services
+
+    def start(self) -> bool:
+        """Bring it up (if managed here) and finish its setup. True if this call started a process."""
+        started = False
+        if self.managed:
+            self.prepare()
+            started = self.process().start(self.settings.startup_timeout_s)
+        self.after_ready()
+        return started
+
+    def stop(self) -> bool:
+        return self.managed and self.process().stop()
