@@ -59,6 +59,19 @@ def up(names: ServiceNames = None) -> None:
 
 
 @app.command()
+def demo() -> None:
+    """Run the platform end to end on the local stack (today: bring it up and show where everything is)."""
+    up(None)
+    status(as_json=False)
+    settings = get_settings()
+    console.print(f"\nDagster UI  {settings.dagster_url}\nMLflow UI   {settings.tracking_uri}\n"
+                  f"Kafka       {settings.kafka_bootstrap_servers} (topic {settings.kafka_topic})\n"
+                  f"PostgreSQL  {settings.postgres_host}:{settings.postgres_port} "
+                  f"(databases {settings.postgres_db}, {settings.dagster_db}, {settings.mlflow_db})\n"
+                  f"Lake        {settings.lake_uri}")
+
+
+@app.command()
 def down(names: ServiceNames = None) -> None:
     """Stop what `clickrec up` started (data is kept)."""
     try:

@@ -28,7 +28,9 @@ def spark_session(settings: Settings, app_name: str = "clickrec", **extra_conf: 
         "spark.ui.enabled": str(settings.spark_ui_enabled).lower(),
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
-        "spark.databricks.delta.optimizeWrite.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        # Delta rebuilds table state with 50 tasks by default: far too many for small local tables.
+        "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
         **extra_conf,
     }
     builder = SparkSession.builder.master(settings.spark_master).appName(app_name)

@@ -18,7 +18,9 @@ from pathlib import Path
 from clickrec_platform.settings import PROJECT_ROOT, Settings
 from clickrec_platform.stack.process import ServiceError
 
-_ARTIFACT_ID = re.compile(r"^(?P<artifact>.+?)-\d[\w.\-]*\.jar$")
+# The version is the first "-<digit>..." tail without "_": artifact ids carry the Scala suffix
+# ("_2.13") and may hold digits themselves ("spark-sql-kafka-0-10_2.13-4.2.0.jar").
+_ARTIFACT_ID = re.compile(r"^(?P<artifact>.+?)-\d[^_]*\.jar$")
 
 
 def artifact_id(jar_name: str) -> str:

@@ -38,7 +38,9 @@ def java_executable() -> str:
 
 
 def admin_client(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.connection.setup.timeout.ms": 3000})
+    # log_level 0: a probe of a broker that is still starting should fail quietly, not spam stderr.
+    return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.connection.setup.timeout.ms": 3000,
+                        "log_level": 0})
 
 
 class KafkaService(LocalService):
@@ -120,6 +122,26 @@ class KafkaService(LocalService):
             ports=[(host, port), (host, self.settings.kafka_controller_port)],
             cmdline_marker=str(self.config_file),
         )
+
+    def broker_features(self) -> dict[str, str]:
+        """The broker's finalized feature levels (DescribeFeatures API, through Kafka's own tool).
+
+        ``metadata.version`` names the Kafka release whose metadata format the cluster runs, e.g.
+        ``4.1-IV1``.
+        """
+        result = subprocess.run(
+            self._java_argv("org.apache.kafka.tools.FeatureCommand", "--bootstrap-server",
+                            self.settings.kafka_bootstrap_servers, "describe"),
+            capture_output=True, text=True, timeout=60,
+        )
+        if result.returncode != 0:
+            raise ServiceError(f"kafka FeatureCommand failed:\n{result.stdout}\n{result.stderr}")
+        features = {}
+        for line in result.stdout.splitlines():
+            fields = dict(part.split(": ", 1) for part in line.split("\t") if ": " in part)
+            if "Feature" in fields:
+                features[fields["Feature"]] = fields.get("FinalizedVersionLevel", "")
+        return features
 
     def after_ready(self) -> None:
         """Create the platform's topics (idempotent)."""

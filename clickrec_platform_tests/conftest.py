@@ -1,0 +1,52 @@
+"""Shared fixtures. Integration tests talk to the real local stack, which the `stack` fixture starts
+when it is not already running and stops again at the end (set CLICKREC_TEST_KEEP_STACK=1 to leave
+it up between runs)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from clickrec_platform.settings import Settings, get_settings
+from clickrec_platform.stack import services
+from clickrec_platform.stack.kafka import admin_client
+from clickrec_platform.stack.setup import run_setup
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[Settings]:
+    run_setup(settings, report=lambda _line: None)
+    started = [service for service in services(settings) if service.start()]
+    yield settings
+    if os.environ.get("CLICKREC_TEST_KEEP_STACK") != "1":
+        for service in reversed(started):
+            service.stop()
+
+
+@pytest.fixture
+def kafka_topic(stack: Settings) -> Iterator[str]:
+    """A fresh topic of 3 partitions, deleted afterwards."""
+    from confluent_kafka.admin import NewTopic
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    admin = admin_client(stack.kafka_bootstrap_servers)
+    admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])[name].result(timeout=30)
+    yield name
+    admin.delete_topics([name])[name].result(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def spark(stack: Settings):
+    from clickrec_platform.lake.spark import spark_session
+
+    session = spark_session(stack, app_name="clickrec-tests")
+    yield session
+    session.stop()

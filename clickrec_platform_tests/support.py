@@ -1,0 +1,39 @@
+"""Helpers the integration tests share."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import Consumer, Message, Producer
+
+
+def produce(bootstrap_servers: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Send (key, value) pairs and wait until the broker acknowledged every one."""
+    errors: list[str] = []
+    producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True,
+                         "acks": "all", "linger.ms": 5})
+    for key, value in records:
+        producer.produce(topic, value=value, key=key,
+                         on_delivery=lambda err, _msg: err and errors.append(str(err)))
+    remaining = producer.flush(30)
+    assert remaining == 0 and not errors, f"undelivered: {remaining}, errors: {errors[:3]}"
+
+
+def consume(bootstrap_servers: str, topic: str, expected: int, timeout_s: float = 60.0,
+            **extra_conf: str) -> list[Message]:
+    """Read ``expected`` messages from the start of ``topic`` (fails if fewer arrive in time)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"test-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False, **extra_conf})
+    consumer.subscribe([topic])
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=1000, timeout=1.0):
+                assert message.error() is None, message.error()
+                messages.append(message)
+    finally:
+        consumer.close()
+    assert len(messages) == expected, f"consumed {len(messages)} of {expected} from {topic}"
+    return messages

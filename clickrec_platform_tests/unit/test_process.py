@@ -1,0 +1,76 @@
+"""The process supervisor, with real child processes (a tiny HTTP server) and no services."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import httpx
+import pytest
+
+from clickrec_platform.stack.process import ManagedProcess, ServiceError, pid_alive
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_server(tmp_path, port: int, argv: list[str] | None = None) -> ManagedProcess:
+    def ready() -> bool:
+        return httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200
+
+    return ManagedProcess(
+        name="web", state_dir=tmp_path, ready=ready, ports=[("127.0.0.1", port)],
+        argv=argv or [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path, cmdline_marker="http.server",
+    )
+
+
+def test_start_is_idempotent_and_stop_ends_the_process(tmp_path):
+    server = http_server(tmp_path, free_port())
+    assert server.start(timeout_s=20) is True
+    pid = server.pid()
+    assert pid and pid_alive(pid)
+    assert server.start(timeout_s=20) is False  # already running: nothing new started
+    assert server.pid() == pid
+
+    assert server.stop() is True
+    assert not pid_alive(pid)
+    assert server.pid() is None and not server.pid_file.exists()
+    assert server.stop() is False
+
+
+def test_occupied_port_is_refused_before_starting(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(ServiceError, match=f"port 127.0.0.1:{port} is already in use"):
+            http_server(tmp_path, port).start(timeout_s=5)
+    assert not (tmp_path / "run" / "web.pid").exists()
+
+
+def test_a_crashing_service_reports_its_exit_and_log_tail(tmp_path):
+    crash = [sys.executable, "-c", "import sys; print('boom: bad config'); sys.exit(3)"]
+    with pytest.raises(ServiceError) as failure:
+        http_server(tmp_path, free_port(), argv=crash).start(timeout_s=20)
+    assert "exited with code 3" in str(failure.value)
+    assert "boom: bad config" in str(failure.value)
+
+
+def test_a_service_that_never_gets_ready_is_stopped_after_the_timeout(tmp_path):
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    process = http_server(tmp_path, free_port(), argv=sleeper)
+    with pytest.raises(ServiceError, match="was not ready within 2s"):
+        process.start(timeout_s=2)
+    assert process.pid() is None
+
+
+def test_a_recycled_pid_is_not_taken_for_ours(tmp_path):
+    server = http_server(tmp_path, free_port())
+    server.pid_file.parent.mkdir(parents=True)
+    server.pid_file.write_text("1")  # pid 1 is alive, but it is not our http.server
+    assert server.pid() is None
+    assert server.stop() is False
