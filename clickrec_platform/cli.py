@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,7 +27,7 @@ ServiceNames = Annotated[list[str] | None, typer.Argument(help="Services (defaul
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
 
 
@@ -128,6 +131,143 @@ def logs(
                     typer.echo(chunk.decode(errors="replace"), nl=False)
                 else:
                     time.sleep(0.5)
+
+
+class Source(StrEnum):
+    synthetic = "synthetic"
+    retailrocket = "retailrocket"
+
+
+class Mode(StrEnum):
+    fast = "fast"
+    rate = "rate"
+    replay = "replay"
+    live = "live"
+
+
+Events = Annotated[int, typer.Option(help="How many events to generate (approximate).")]
+Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives the same events and ids.")]
+Days = Annotated[int, typer.Option(help="Days of traffic.")]
+StartDate = Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD (default 2015-05-04).")]
+
+
+def _generator_config(events: int, seed: int, days: int, start_date: str | None):
+    from clickrec_platform.producer.sources import parse_date
+    from clickrec_platform.sources.generator import GeneratorConfig
+
+    kwargs = {"start_date": parse_date(start_date)} if start_date else {}
+    try:
+        return GeneratorConfig(events=events, seed=seed, days=days, **kwargs)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder for the RetailRocket-shaped files.")] = Path(
+        "data/generated/synthetic"),
+    events: Events = 1_000_000, seed: Seed = 42, days: Days = 14, start_date: StartDate = None,
+) -> None:
+    """Write RetailRocket-shaped files (events, item properties, category tree) and the planted truth."""
+    from clickrec_platform.sources.generator import write_retailrocket_files
+
+    summary = write_retailrocket_files(_generator_config(events, seed, days, start_date), out)
+    for name, rows in summary.rows_written.items():
+        console.print(f"{rows:>12,}  {out / name}")
+    console.print(f"{summary.events:,} events ({summary.events_by_type}) in {summary.seconds:.1f}s: "
+                  f"{summary.events_per_second:,.0f} events/s")
+
+
+@app.command()
+def produce(
+    source: Annotated[Source, typer.Option(help="Generated events, or RetailRocket files.")] = Source.synthetic,
+    input_path: Annotated[Path | None, typer.Option("--input", help="RetailRocket events.csv or its folder.")
+                          ] = None,
+    mode: Annotated[Mode, typer.Option(help="fast: as fast as possible; rate: --rate events/s; replay: event "
+                                            "time sped up by --speedup; live: generated traffic in wall-clock "
+                                            "time, averaging --rate events/s.")] = Mode.fast,
+    rate: Annotated[float, typer.Option(help="Events/s for --mode rate (average for live).")] = 100.0,
+    speedup: Annotated[float, typer.Option(help="Event-time speed-up for --mode replay.")] = 3600.0,
+    events: Events = 1_000_000, seed: Seed = 42, days: Days = 14, start_date: StartDate = None,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many events.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Topic (default: the settings' event topic).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Send events to Kafka: keyed by visitor, idempotent, acks=all; failures to a dead-letter file."""
+    from clickrec_platform.producer.kafka_sink import BrokerUnreachable, KafkaEventSink
+    from clickrec_platform.producer.pacing import FastPacer, RatePacer, ReplayPacer
+    from clickrec_platform.producer.run import produce_frames
+    from clickrec_platform.producer.sources import live_config, live_frames, retailrocket_frames
+    from clickrec_platform.sources.generator import generate_events
+    from clickrec_platform.sources.rejects import RejectLedger
+
+    settings = get_settings()
+    topic = topic or settings.kafka_topic
+    run_dir = settings.state_dir / "producer"
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    ledger = RejectLedger(run_dir / f"rejects-{stamp}.jsonl")
+    try:
+        sink = KafkaEventSink(settings, topic, run_dir / f"dead-letter-{stamp}.jsonl")
+    except BrokerUnreachable as exc:
+        raise _fail(str(exc)) from exc
+    config = _generator_config(events, seed, days, start_date)
+    if mode is Mode.live:
+        now_ms = int(time.time() * 1000)
+        frames = live_frames(live_config(config, rate, days), now_ms)
+        pacer = ReplayPacer(speedup=1.0, origin_ms=now_ms)
+    else:
+        if source is Source.retailrocket:
+            if input_path is None:
+                raise _fail("--source retailrocket needs --input (events.csv or its folder)")
+            frames = retailrocket_frames(input_path, ledger)
+        else:
+            frames = generate_events(config)
+        pacer = (RatePacer(rate) if mode is Mode.rate
+                 else ReplayPacer(speedup) if mode is Mode.replay else FastPacer())
+    try:
+        summary = produce_frames(
+            frames, sink, pacer, limit=limit, progress=progress, stop=threading.Event(),
+            source_rejected=lambda: sum(t["rejected"] for t in ledger.summary().values()))
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        ledger.close()
+    report = summary.as_dict() | {"rejects_path": str(ledger.rejects_path) if summary.source_rejected else None}
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        console.print(f"sent {summary.delivered:,} (acknowledged) of {summary.accepted:,} accepted, "
+                      f"failed {summary.failed:,}, rejected at source {summary.source_rejected:,}, "
+                      f"{summary.events_per_second:,.0f} events/s in {summary.seconds:.1f}s"
+                      + (" (stopped early)" if summary.stopped_early else ""))
+        for key in ("dead_letter_path", "rejects_path"):
+            if report[key]:
+                console.print(f"{key.replace('_', ' ')}: {report[key]}")
+    if summary.failed:
+        raise typer.Exit(code=2)
+
+
+bench = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
+app.add_typer(bench, name="bench")
+
+
+@bench.command("produce")
+def bench_produce(
+    events: Annotated[int, typer.Option(help="Events per round.")] = 2_000_000,
+    repeats: Annotated[int, typer.Option(help="Rounds of each measurement.")] = 3,
+) -> None:
+    """Acknowledged events/s to the broker, and the serialisation ceiling from the same run."""
+    from clickrec_platform.benchmarks.produce import run_produce_benchmark
+    from clickrec_platform.producer.kafka_sink import BrokerUnreachable, check_broker
+
+    settings = get_settings()
+    try:
+        check_broker(settings, settings.kafka_topic)
+    except BrokerUnreachable as exc:
+        raise _fail(str(exc)) from exc
+    for line in run_produce_benchmark(settings, events, repeats).lines():
+        console.print(line, highlight=False)
 
 
 if __name__ == "__main__":

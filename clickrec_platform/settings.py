@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     kafka_topic_partitions: int = 4
     kafka_replication_factor: int = 1
     kafka_heap: str = "1g"
+    # Producer tuning (see clickrec_platform/producer/kafka_sink.py); any librdkafka property can be
+    # set through CLICKREC_PRODUCER_OVERRIDES='{"linger.ms": 5}'.
+    producer_compression: str = "lz4"
+    producer_linger_ms: int = 20
+    producer_overrides: dict[str, str | int | bool] = {}
 
     # PostgreSQL: one server, three databases (gold tables, Dagster storage, MLflow backend store)
     postgres_host: str = "127.0.0.1"

@@ -29,7 +29,10 @@ def kafka_key(visitor_id: int) -> bytes:
 def decode(value: bytes | str) -> Event:
     """Parse and validate one message value; raises `InvalidEvent` saying why it is not an event.
 
-    Unknown keys are ignored so that a producer may add a field before every consumer knows it.
+    Reasons, before the contract rules of `check_event`: `malformed_json`, `not_object`,
+    `unsupported_schema_version`, `missing_field:<f>`, `null_field:<f>`, `bad_type:<f>`,
+    `out_of_range:<f>` (beyond int64). Unknown keys are ignored, so that a producer may add a
+    field before every consumer knows it.
     """
     try:
         document = orjson.loads(value)

@@ -61,7 +61,8 @@ class FieldSpec:
     @property
     def pandas_dtype(self) -> str:
         if self.python_type is str:
-            return "object"
+            # Arrow-backed: no Python object per value, and zero-copy to Arrow for the encoder.
+            return "string[pyarrow]"
         # pandas' plain int64 cannot hold a null; its nullable twin can.
         return "Int64" if self.nullable else "int64"
 

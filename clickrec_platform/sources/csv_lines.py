@@ -90,6 +90,7 @@ class ParsedIntegers:
 
 
 def parse_integers(text: pa.Array) -> ParsedIntegers:
+    """Decimal integers of up to 18 digits, a zero fraction ("14418.0") allowed."""
     empty = _numpy(pc.equal(text, ""))
     valid = _numpy(pc.match_substring_regex(text, _INTEGER))
     digits = pc.replace_substring_regex(pc.if_else(pa.array(valid), text, "0"), _ZERO_FRACTION, "")
@@ -98,7 +99,8 @@ def parse_integers(text: pa.Array) -> ParsedIntegers:
 
 
 def parse_floats(text: pa.Array, pattern: str, prefix_length: int = 0) -> np.ndarray:
-    """Text matching the regex `pattern` as float64 (its first `prefix_length` characters dropped); NaN elsewhere."""
+    """Text matching the regex `pattern` as float64, less its first `prefix_length` characters;
+    NaN wherever the text does not match."""
     matches = pc.match_substring_regex(text, pattern)
     numbers = pc.if_else(matches, pc.utf8_slice_codeunits(text, prefix_length), "0")
     values = pc.cast(numbers, pa.float64()).to_numpy(zero_copy_only=False)

@@ -69,22 +69,24 @@ def read_events(
     path = Path(path)
     for chunk in read_line_chunks(path, EVENTS_HEADER, chunk_rows):
         reasons = RejectReasons(len(chunk.lines))
-        ts_text, visitor_text, event_text, item_text, transaction_text = _fields(chunk, EVENTS_HEADER, reasons)
+        ts_text, visitor_text, event_text, item_text, transaction_text = _fields(
+            chunk, EVENTS_HEADER, reasons
+        )
         ts = _integers(ts_text, reasons, "ts")
         visitor = _integers(visitor_text, reasons, "visitor_id")
         reasons.flag(_is_empty(event_text), "missing_field:event")
         # An empty item or transaction id is a null; whether it may be null is a contract rule.
         item = _integers(item_text, reasons, "item_id", required=False)
         transaction = _integers(transaction_text, reasons, "transaction_id", required=False)
-        event = event_text.to_numpy(zero_copy_only=False)
+        n_rows = len(chunk.lines)
         columns = {
             "ts": ts.values,
             "visitor_id": visitor.values,
-            "event": event,
+            "event": event_text,
             "item_id": item.nullable(),
             "transaction_id": transaction.nullable(),
-            "source": np.full(len(event), source, dtype=object),
-            "schema_version": np.full(len(event), SCHEMA_VERSION),
+            "source": pa.repeat(pa.scalar(source, pa.large_string()), n_rows),
+            "schema_version": np.full(n_rows, SCHEMA_VERSION),
         }
         columns["event_id"] = event_ids(columns, source=source, ordinal=chunk.line_numbers)
         frame = event_frame(columns)
@@ -125,9 +127,13 @@ def read_item_properties(
             is_category, is_available = prop == CATEGORY_PROPERTY, prop == AVAILABLE_PROPERTY
             clear = parse_integers(value_text)
             reasons.flag(is_category & ~(clear.present & (clear.values >= 0)), "bad_value:categoryid")
-            reasons.flag(is_available & ~(clear.present & np.isin(clear.values, (0, 1))), "bad_value:available")
+            reasons.flag(
+                is_available & ~(clear.present & np.isin(clear.values, (0, 1))), "bad_value:available"
+            )
             number = np.where(
-                is_category | is_available, clear.values, parse_floats(value_text, _HASHED_NUMBER, prefix_length=1)
+                is_category | is_available,
+                clear.values,
+                parse_floats(value_text, _HASHED_NUMBER, prefix_length=1),
             )
 
             ledger.record(path.name, chunk, reasons)
@@ -166,7 +172,9 @@ def read_category_tree(path: str | Path, ledger: RejectLedger) -> pd.DataFrame:
         reasons.flag(seen_before, "duplicate_category")
         ledger.record(path.name, chunk, reasons)
         keep = reasons.accepted
-        trees.append(pd.DataFrame({"category_id": category.values[keep], "parent_id": parent.nullable()[keep]}))
+        trees.append(
+            pd.DataFrame({"category_id": category.values[keep], "parent_id": parent.nullable()[keep]})
+        )
     return pd.concat(trees, ignore_index=True)
 
 

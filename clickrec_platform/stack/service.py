@@ -31,10 +31,10 @@ class LocalService(ABC):
     def process(self) -> ManagedProcess:
         """How to run it locally."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """One-time work before the first start (format storage, create a cluster, write config)."""
 
-    def after_ready(self) -> None:
+    def after_ready(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Idempotent work once it answers (create topics, databases)."""
 
     @abstractmethod

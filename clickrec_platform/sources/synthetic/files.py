@@ -90,7 +90,10 @@ def write_item_properties(
     """The catalogue's change log, split by item id over RetailRocket's two part files."""
     half = len(items.category) // 2
     rows = [0, 0]
-    with _open_csv(paths[0], ITEM_PROPERTIES_HEADER) as first, _open_csv(paths[1], ITEM_PROPERTIES_HEADER) as second:
+    with (
+        _open_csv(paths[0], ITEM_PROPERTIES_HEADER) as first,
+        _open_csv(paths[1], ITEM_PROPERTIES_HEADER) as second,
+    ):
         for table in _property_log(config, items, rng):
             in_first = pc.less(table["itemid"], half)
             for part, (file, rows_in) in enumerate(((first, in_first), (second, pc.invert(in_first)))):
@@ -132,7 +135,9 @@ def write_ground_truth(world: World, directory: Path) -> dict[str, int]:
         "categories": pd.DataFrame(
             {
                 "category_id": np.arange(len(categories.parent)),
-                "parent_id": pd.array(np.where(categories.parent < 0, None, categories.parent), dtype="Int64"),
+                "parent_id": pd.array(
+                    np.where(categories.parent < 0, None, categories.parent), dtype="Int64"
+                ),
                 "level": categories.level,
                 "name": categories.name.astype(str),
             }

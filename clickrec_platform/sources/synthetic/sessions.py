@@ -30,7 +30,7 @@ _VIEW_TO_LIKE_S = 15.0
 
 @dataclass(frozen=True)
 class EventColumns:
-    """Events as parallel columns, sorted by time. `event` indexes `EVENT_TYPES`."""
+    """Events as parallel numpy columns; `event` indexes `EVENT_TYPES`."""
 
     ts: np.ndarray  # epoch ms
     visitor_id: np.ndarray
@@ -46,6 +46,10 @@ class EventColumns:
     def take(self, positions: np.ndarray) -> EventColumns:
         return EventColumns(**{f.name: getattr(self, f.name)[positions] for f in fields(self)})
 
+    @classmethod
+    def concat(cls, parts: list[EventColumns]) -> EventColumns:
+        return cls(**{f.name: np.concatenate([getattr(part, f.name) for part in parts]) for f in fields(cls)})
+
 
 def session_events(
     config: GeneratorConfig,
@@ -54,20 +58,36 @@ def session_events(
     sessions: np.ndarray,
     start_ms: np.ndarray,
 ) -> EventColumns:
-    """Every event of the numbered `sessions`, which start at `start_ms`."""
+    """Every event of the numbered `sessions`, which start at `start_ms`, in time order."""
     visitor = sampler.visitors(rng, len(sessions))
+
+    def events(
+        kind: int,
+        ts: np.ndarray,
+        in_session: np.ndarray,  # positions in `sessions`
+        item: np.ndarray,
+        basket: np.ndarray | None = None,
+        query_category: np.ndarray | None = None,
+    ) -> EventColumns:
+        n = len(ts)
+        return EventColumns(
+            ts=ts,
+            visitor_id=visitor[in_session],
+            event=np.full(n, kind, dtype=np.int8),
+            item_id=item,
+            transaction_id=np.full(n, NO_ID) if basket is None else basket,
+            session=sessions[in_session],
+            query_category=np.full(n, NO_ID) if query_category is None else query_category,
+        )
+
     n_views = rng.geometric(1 / config.views_per_session, len(sessions))
     view_session = np.repeat(np.arange(len(sessions)), n_views)
-    first_view = np.cumsum(n_views) - n_views
-    gaps_s = rng.exponential(_BETWEEN_VIEWS_S, len(view_session))
-    elapsed_s = np.cumsum(gaps_s)
-    elapsed_s -= np.repeat(elapsed_s[first_view] - gaps_s[first_view], n_views)  # restart at each session
-    view_ts = start_ms[view_session] + _ms(elapsed_s)
-    view_visitor = visitor[view_session]
-
+    view_ts = start_ms[view_session] + _ms(_elapsed_in_session_s(rng, n_views))
     view_item = np.empty(len(view_session), dtype=np.int64)
     from_taste = rng.random(len(view_session)) < config.taste_strength
-    view_item[from_taste] = sampler.items_in(rng, sampler.taste_categories(rng, view_visitor[from_taste]))
+    view_item[from_taste] = sampler.items_in(
+        rng, sampler.taste_categories(rng, visitor[view_session[from_taste]])
+    )
     view_item[~from_taste] = sampler.items(rng, int((~from_taste).sum()))
 
     carted = np.flatnonzero(rng.random(len(view_session)) < config.addtocart_per_view)
@@ -75,53 +95,44 @@ def session_events(
     buys = rng.random(len(carted)) < config.transaction_per_addtocart
     bought = carted[buys]
     checkout_ts = _basket_checkout_ts(rng, view_session[bought], cart_ts[buys])
-
     liked = np.flatnonzero(rng.random(len(view_session)) < config.like_per_view)
     like_ts = view_ts[liked] + _ms(rng.exponential(_VIEW_TO_LIKE_S, len(liked)))
-
+    # A search opens its session, for the category of the session's first view.
     searched = np.flatnonzero(rng.random(len(sessions)) < config.search_per_session)
-    # A search opens its session, for the category the session's first view is in.
+    first_view = np.cumsum(n_views) - n_views
     searched_category = sampler.world.items.category[view_item[first_view[searched]]]
 
-    parts = [
-        _part(VIEW, view_ts, view_session, view_item),
-        _part(ADDTOCART, cart_ts, view_session[carted], view_item[carted]),
-        # A basket is named by its session's run-wide number, so chunks need no shared counter.
-        _part(TRANSACTION, checkout_ts, view_session[bought], view_item[bought], basket=sessions[view_session[bought]]),
-        _part(LIKE, like_ts, view_session[liked], view_item[liked]),
-        _part(SEARCH, start_ms[searched], searched, np.full(len(searched), NO_ID), query=searched_category),
-    ]
-    local_session = np.concatenate([part["session"] for part in parts])
-    columns = EventColumns(
-        ts=np.concatenate([part["ts"] for part in parts]),
-        visitor_id=visitor[local_session],
-        event=np.concatenate([part["event"] for part in parts]),
-        item_id=np.concatenate([part["item_id"] for part in parts]),
-        transaction_id=np.concatenate([part["transaction_id"] for part in parts]),
-        session=sessions[local_session],
-        query_category=np.concatenate([part["query_category"] for part in parts]),
+    all_events = EventColumns.concat(
+        [
+            events(VIEW, view_ts, view_session, view_item),
+            events(ADDTOCART, cart_ts, view_session[carted], view_item[carted]),
+            # A basket is named by its session's run-wide number, so chunks need no shared counter.
+            events(
+                TRANSACTION,
+                checkout_ts,
+                view_session[bought],
+                view_item[bought],
+                basket=sessions[view_session[bought]],
+            ),
+            events(LIKE, like_ts, view_session[liked], view_item[liked]),
+            events(
+                SEARCH,
+                start_ms[searched],
+                searched,
+                np.full(len(searched), NO_ID),
+                query_category=searched_category,
+            ),
+        ]
     )
-    return columns.take(np.argsort(columns.ts, kind="stable"))
+    return all_events.take(np.argsort(all_events.ts, kind="stable"))
 
 
-def _part(
-    event: int,
-    ts: np.ndarray,
-    session: np.ndarray,
-    item: np.ndarray,
-    *,
-    basket: np.ndarray | None = None,
-    query: np.ndarray | None = None,
-) -> dict[str, np.ndarray]:
-    n = len(ts)
-    return {
-        "ts": ts,
-        "event": np.full(n, event, dtype=np.int8),
-        "session": session,
-        "item_id": item,
-        "transaction_id": np.full(n, NO_ID) if basket is None else basket,
-        "query_category": np.full(n, NO_ID) if query is None else query,
-    }
+def _elapsed_in_session_s(rng: np.random.Generator, n_views: np.ndarray) -> np.ndarray:
+    """Seconds from each session's start to each of its views, sessions laid end to end."""
+    gaps = rng.exponential(_BETWEEN_VIEWS_S, n_views.sum())
+    elapsed = np.cumsum(gaps)
+    first_view = np.cumsum(n_views) - n_views
+    return elapsed - np.repeat(elapsed[first_view] - gaps[first_view], n_views)  # restart per session
 
 
 def _basket_checkout_ts(rng: np.random.Generator, session: np.ndarray, cart_ts: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from clickrec_platform.sources.synthetic.config import GeneratorConfig
 _SYLLABLES = np.array(
     ["ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "zi", "pa", "do", "ge", "fu", "ba", "ri", "no"]
 )
-_SYLLABLES_PER_NAME = 3
+_MIN_SYLLABLES = 3
 # A visitor's tastes are not equally strong: each is this fraction of the one before.
 _TASTE_DECAY = 0.6
 _AVAILABLE_SHARE = 0.85
@@ -128,9 +128,17 @@ def _category_tree(config: GeneratorConfig, rng: np.random.Generator) -> Categor
     root = np.arange(len(parent))
     for _ in range(config.category_levels - 1):  # each pass climbs one level
         root = np.where(parent[root] >= 0, parent[root], root)
-    syllables = _SYLLABLES[rng.integers(0, len(_SYLLABLES), (len(parent), _SYLLABLES_PER_NAME))]
-    name = np.array(["".join(parts) for parts in syllables], dtype=object)
-    return CategoryTree(parent=parent, level=np.concatenate(levels), root=root, name=name)
+    return CategoryTree(parent=parent, level=np.concatenate(levels), root=root, name=_names(len(parent), rng))
+
+
+def _names(n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` distinct pseudo-words, so that a search names exactly one category."""
+    length = _MIN_SYLLABLES
+    while len(_SYLLABLES) ** length < 4 * n:  # room to spare keeps the draw quick
+        length += 1
+    codes = rng.choice(len(_SYLLABLES) ** length, size=n, replace=False)
+    syllables = _SYLLABLES[codes[:, None] // len(_SYLLABLES) ** np.arange(length) % len(_SYLLABLES)]
+    return np.array(["".join(word) for word in syllables], dtype=object)
 
 
 def _catalogue(config: GeneratorConfig, categories: CategoryTree, rng: np.random.Generator) -> Catalogue:
@@ -139,10 +147,12 @@ def _catalogue(config: GeneratorConfig, categories: CategoryTree, rng: np.random
     leaf_share = rng.lognormal(0.0, 1.0, len(leaves))
     category = leaves[_draw(_cdf(leaf_share), rng.random(n_items))]
     rank = rng.permutation(n_items) + 1
-    popularity = rank ** -config.item_popularity_exponent
-    # Each root is a department with its own price level (RetailRocket prices look like 15360).
+    popularity = rank**-config.item_popularity_exponent
+    # Each root is a department with its own price level.
     department_price = rng.lognormal(np.log(2_000), 1.0, config.root_categories)
-    price = np.maximum(1, np.round(department_price[categories.root[category]] * rng.lognormal(0, 0.5, n_items)))
+    price = np.maximum(
+        1, np.round(department_price[categories.root[category]] * rng.lognormal(0, 0.5, n_items))
+    )
     brand_popularity = np.arange(1, config.brands + 1) ** -1.0
     return Catalogue(
         category=category,

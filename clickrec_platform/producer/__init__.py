@@ -1,0 +1,1 @@
+"""Sending events to Kafka fast: pacing, the confluent-kafka sink, and the produce loop."""

@@ -1,0 +1,144 @@
+"""The produce loop: encode each batch once, send what is due, sleep until the next is, flush.
+
+SIGTERM or Ctrl-C stops taking new events; everything already accepted is flushed and counted.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from clickrec_platform.events.batch import encode_batch
+from clickrec_platform.producer.kafka_sink import KafkaEventSink
+from clickrec_platform.producer.pacing import Pacer, due_slices
+
+# Sent between checks of the clock and of a stop request: small enough to stop promptly.
+MAX_SLICE = 50_000
+
+
+@dataclass
+class ProduceSummary:
+    topic: str
+    accepted: int
+    failed: int
+    failed_by_reason: dict[str, int]
+    source_rejected: int
+    seconds: float
+    stopped_early: bool
+    dead_letter_path: Path | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def delivered(self) -> int:
+        return self.accepted - self.failed
+
+    @property
+    def events_per_second(self) -> float:
+        return self.delivered / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {"topic": self.topic, "accepted": self.accepted, "delivered": self.delivered,
+                "failed": self.failed, "failed_by_reason": self.failed_by_reason,
+                "source_rejected": self.source_rejected, "seconds": round(self.seconds, 3),
+                "events_per_second": round(self.events_per_second),
+                "stopped_early": self.stopped_early,
+                "dead_letter_path": str(self.dead_letter_path) if self.failed else None, **self.extra}
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop`` instead of killing the process mid-batch (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _limited(frames: Iterable[pd.DataFrame], limit: int | None) -> Iterator[pd.DataFrame]:
+    taken = 0
+    for frame in frames:
+        if limit is not None:
+            if taken >= limit:
+                return
+            frame = frame.iloc[: limit - taken]
+        taken += len(frame)
+        yield frame
+
+
+def _in_due_order(keys: list[bytes], values: list[bytes], due: np.ndarray):
+    if len(due) < 2 or bool(np.all(due[1:] >= due[:-1])):
+        return keys, values, due
+    order = np.argsort(due, kind="stable")
+    return [keys[i] for i in order], [values[i] for i in order], due[order]
+
+
+def _encoded_ahead(frames: Iterable[pd.DataFrame]) -> Iterator[tuple[pd.DataFrame, list[bytes], list[bytes]]]:
+    """Frames with their Kafka bytes, the next frame encoded on a thread while this one is sent
+    (Arrow's kernels release the GIL, so encoding and sending overlap on two cores)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool:
+        pending = None
+        for frame in frames:
+            if frame.empty:
+                continue
+            upcoming = (frame, pool.submit(encode_batch, frame))
+            if pending is not None:
+                yield pending[0], *pending[1].result()
+            pending = upcoming
+        if pending is not None:
+            yield pending[0], *pending[1].result()
+
+
+def produce_frames(
+    frames: Iterable[pd.DataFrame],
+    sink: KafkaEventSink,
+    pacer: Pacer,
+    *,
+    limit: int | None = None,
+    stop: threading.Event | None = None,
+    progress: bool = True,
+    flush_timeout_s: float = 60.0,
+    source_rejected: Callable[[], int] = lambda: 0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ProduceSummary:
+    stop = stop or threading.Event()
+    started = clock()
+    with stop_on_signals(stop), tqdm(unit="ev", unit_scale=True, disable=not progress,
+                                     desc=f"→ {sink.topic}", smoothing=0.1) as bar:
+        for frame, keys, values in _encoded_ahead(_limited(frames, limit)):
+            if stop.is_set():
+                break
+            keys, values, due = _in_due_order(keys, values, pacer.due_seconds(frame["ts"].to_numpy()))
+            position = 0
+            while position < len(due) and not stop.is_set():
+                elapsed = clock() - started
+                end = due_slices(due, elapsed, position)
+                if end == position:
+                    sleep(min(due[position] - elapsed, 0.2))
+                    continue
+                end = min(end, position + MAX_SLICE)
+                sink.send(keys[position:end], values[position:end])
+                bar.update(end - position)
+                position = end
+        sink.flush(flush_timeout_s)
+    sink.close()
+    return ProduceSummary(
+        topic=sink.topic, accepted=sink.accepted, failed=sink.failed,
+        failed_by_reason=dict(sink.failed_by_reason), source_rejected=source_rejected(),
+        seconds=clock() - started, stopped_early=stop.is_set(), dead_letter_path=sink.dead_letter_path,
+    )

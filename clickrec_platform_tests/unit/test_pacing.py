@@ -1,0 +1,114 @@
+"""Pacing and the produce loop's scheduling, on a simulated clock with a recording sink."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clickrec_platform.events.batch import encode_batch
+from clickrec_platform.producer.pacing import FastPacer, RatePacer, ReplayPacer, due_slices
+from clickrec_platform.producer.run import produce_frames
+from clickrec_platform.sources.generator import GeneratorConfig, generate_events
+
+
+class SimulatedClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+
+
+class RecordingSink:
+    topic = "t"
+    dead_letter_path = Path("/nonexistent")
+
+    def __init__(self, clock: SimulatedClock) -> None:
+        self.clock, self.sent, self.accepted, self.failed_by_reason = clock, [], 0, Counter()
+        self.flushed = False
+
+    @property
+    def failed(self) -> int:
+        return 0
+
+    def send(self, keys, values) -> None:
+        self.sent += [(self.clock.now, value) for value in values]
+        self.accepted += len(values)
+
+    def flush(self, timeout_s: float) -> int:
+        self.flushed = True
+        return 0
+
+    def close(self) -> None: ...
+
+
+def test_rate_pacer_spaces_events_evenly_across_batches():
+    pacer = RatePacer(events_per_second=4)
+    assert pacer.due_seconds(np.zeros(3)).tolist() == [0.0, 0.25, 0.5]
+    assert pacer.due_seconds(np.zeros(2)).tolist() == [0.75, 1.0]
+    with pytest.raises(ValueError):
+        RatePacer(0)
+
+
+def test_replay_pacer_compresses_event_time_and_sends_late_comers_at_once():
+    pacer = ReplayPacer(speedup=3600)
+    hour = 3_600_000
+    assert pacer.due_seconds(np.array([10 * hour, 11 * hour, 13 * hour])).tolist() == [0.0, 1.0, 3.0]
+    assert pacer.due_seconds(np.array([9 * hour])).tolist() == [0.0]  # before the origin
+
+
+@pytest.mark.parametrize(("elapsed", "start", "expected"), [(0.0, 0, 1), (1.5, 0, 3), (9, 2, 5), (0.0, 3, 3)])
+def test_due_slices(elapsed, start, expected):
+    assert due_slices(np.array([0.0, 1.0, 1.5, 2.0, 3.0]), elapsed, start) == expected
+
+
+def _frames(events=3_000):
+    return list(generate_events(GeneratorConfig(events=events, seed=3, days=2, chunk_events=1_000)))
+
+
+def test_replay_sends_every_event_no_earlier_than_its_due_time():
+    frames, clock = _frames(), SimulatedClock()
+    sink = RecordingSink(clock)
+    summary = produce_frames(frames, sink, ReplayPacer(speedup=86_400), progress=False, clock=clock,
+                             sleep=clock.sleep)
+    ts = np.concatenate([f["ts"].to_numpy() for f in frames])
+    assert summary.accepted == len(ts) and sink.flushed
+    # Two days at 86,400x take two simulated seconds, give or take the last event's place in the day.
+    assert 1.0 < clock.now <= 2.2
+    sent_at = {value: at for at, value in sink.sent}
+    for frame in frames:
+        _keys, values = encode_batch(frame)
+        due = (frame["ts"].to_numpy() - ts[0]) / 1000 / 86_400
+        assert all(sent_at[v] >= d - 1e-9 for v, d in zip(values, np.maximum(due, 0), strict=True))
+
+
+def test_fast_mode_never_sleeps_and_limit_caps_the_count():
+    clock = SimulatedClock()
+    sink = RecordingSink(clock)
+    summary = produce_frames(_frames(), sink, FastPacer(), limit=1_234, progress=False, clock=clock,
+                             sleep=clock.sleep)
+    assert summary.accepted == 1_234 == len(sink.sent)
+    assert clock.now == 0.0
+
+
+def test_a_stop_request_ends_the_run_and_still_flushes():
+    clock, stop = SimulatedClock(), threading.Event()
+    sink = RecordingSink(clock)
+
+    def sleep_then_stop(seconds: float) -> None:
+        clock.sleep(seconds)
+        if clock.now >= 1.0:
+            stop.set()
+
+    summary = produce_frames(_frames(), sink, RatePacer(100), progress=False, clock=clock,
+                             sleep=sleep_then_stop, stop=stop)
+    assert summary.stopped_early and sink.flushed
+    assert 90 <= summary.accepted <= 110  # about one simulated second at 100 events/s
