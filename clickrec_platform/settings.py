@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     spark_ui_enabled: bool = False
     lake_root: str | None = None
 
+    # Streaming job (spark_jobs/clickstream_stream.py)
+    stream_trigger_seconds: float = 2.0
+    stream_max_offsets_per_trigger: int | None = 500_000  # per bronze micro-batch, across partitions
+    stream_max_files_per_trigger: int = 64  # bronze files per refine micro-batch
+    # Delta's idempotent-write id for the job; a new checkpoint location needs a new id.
+    stream_app_id: str = "clickrec-stream-v1"
+    gold_schema: str = "gold"  # Postgres schema of the gold tables
+    trending_top_n: int = 50
+    recent_items_per_visitor: int = 50
+    live_events_per_batch: int = 10_000
+    live_events_retention_minutes: int = 60
+
     # Serving
     api_port: int = 8000
     dashboard_port: int = 8501

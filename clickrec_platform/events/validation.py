@@ -13,7 +13,7 @@ from clickrec_platform.events.contract import FIELDS, SCHEMA_VERSION, VALIDATION
 
 _RULES = VALIDATION_RULES
 # Reason codes echo an unknown event name; a cap keeps a hostile value from bloating them.
-_ECHO_CHARS = 32
+ECHO_CHARS = 32
 
 
 def check_event(event: Event) -> str | None:
@@ -27,7 +27,7 @@ def check_event(event: Event) -> str | None:
         if getattr(event, name) == "":
             return f"empty_field:{name}"
     if event.event not in _RULES.event_types:
-        return f"unknown_event:{event.event[:_ECHO_CHARS]}"
+        return f"unknown_event:{event.event[:ECHO_CHARS]}"
     for name in _RULES.non_negative_fields:
         value = getattr(event, name)
         if value is not None and value < 0:
@@ -75,7 +75,7 @@ def flag_invalid_rows(frame: pd.DataFrame, reasons: RejectReasons) -> None:
     event = frame["event"]
     unknown = ~event.isin(_RULES.event_types).to_numpy()
     if unknown.any():
-        reasons.flag(unknown, ("unknown_event:" + event.astype(str).str.slice(0, _ECHO_CHARS)).to_numpy())
+        reasons.flag(unknown, ("unknown_event:" + event.astype(str).str.slice(0, ECHO_CHARS)).to_numpy())
     for name in _RULES.non_negative_fields:
         reasons.flag(_values(frame[name] < 0), f"negative_id:{name}")
     ts = frame["ts"]

@@ -1,0 +1,102 @@
+"""The event contract in Spark SQL: parse a Kafka value and give it the reason code `decode` would.
+
+Built from the same `FIELDS` and `VALIDATION_RULES` as the Python decoder and tested against it
+(`test_spark_parse.py`), so the stream job quarantines exactly what `decode` rejects, with the
+same reason. Values are parsed once into a VARIANT, which keeps JSON's own types: a missing key,
+a JSON null, an integer, a float and a string are told apart without a Python round trip.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from clickrec_platform.events.contract import (
+    FIELDS,
+    INT64_MAX,
+    SCHEMA_VERSION,
+    VALIDATION_RULES,
+    FieldSpec,
+)
+from clickrec_platform.events.validation import ECHO_CHARS
+
+REASON = "reject_reason"
+_PARSED = "_event_variant"
+_SPARK_SQL_TYPES = {int: "bigint", str: "string"}
+UINT64_MAX = 2**64 - 1
+
+
+def _raw(spec: FieldSpec) -> str:
+    return f"try_variant_get({_PARSED}, '$.{spec.name}', 'variant')"
+
+
+def _typed(spec: FieldSpec) -> Column:
+    return F.expr(f"try_variant_get({_PARSED}, '$.{spec.name}', '{_SPARK_SQL_TYPES[spec.python_type]}')")
+
+
+def _sql_list(values) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values))
+
+
+def _reason_cases(value_column: str) -> list[tuple[str, Column]]:
+    """(condition, reason) in the order `decode` and `check_event` test them; first match wins."""
+    rules = VALIDATION_RULES
+    cases: list[tuple[str, Column]] = [
+        (f"{_PARSED} IS NULL", F.lit("malformed_json")),
+        (f"NOT startswith(ltrim({value_column}), '{{')", F.lit("not_object")),
+        (f"schema_of_variant({_raw(_version())}) = 'BIGINT' AND "
+         f"try_variant_get({_PARSED}, '$.schema_version', 'bigint') != {SCHEMA_VERSION}",
+         F.lit("unsupported_schema_version")),
+    ]
+    for spec in FIELDS:
+        kind = f"schema_of_variant({_raw(spec)})"
+        cases.append((f"{_raw(spec)} IS NULL", F.lit(f"missing_field:{spec.name}")))
+        if not spec.nullable:
+            cases.append((f"is_variant_null({_raw(spec)})", F.lit(f"null_field:{spec.name}")))
+        if spec.python_type is int:
+            # JSON integers beyond int64 arrive as DECIMAL(n,0), and so do floats written with a zero
+            # fraction (5.0), which are a wrong type like any other non-BIGINT. The Python decoder
+            # (orjson) reads integers up to 2**64 - 1 exactly and larger ones as floats; the same here.
+            as_decimal = f"try_variant_get({_PARSED}, '$.{spec.name}', 'decimal(38,0)')"
+            cases.append((f"{kind} RLIKE '^DECIMAL\\\\([0-9]+,0\\\\)$' AND "
+                          f"{as_decimal} > {INT64_MAX} AND {as_decimal} <= {UINT64_MAX}",
+                          F.lit(f"out_of_range:{spec.name}")))
+            cases.append((f"{kind} NOT IN ('BIGINT', 'VOID')", F.lit(f"bad_type:{spec.name}")))
+        else:
+            cases.append((f"{kind} NOT IN ('STRING', 'VOID')", F.lit(f"bad_type:{spec.name}")))
+    # From here on every field has its contract type; the rules of `check_event`, in its order.
+    for name in rules.non_empty_fields:
+        cases.append((f"{name} = ''", F.lit(f"empty_field:{name}")))
+    cases.append((f"event NOT IN ({_sql_list(rules.event_types)})",
+                  F.concat(F.lit("unknown_event:"), F.substring("event", 1, ECHO_CHARS))))
+    for name in rules.non_negative_fields:
+        cases.append((f"{name} < 0", F.lit(f"negative_id:{name}")))
+    cases.append((f"ts < {rules.ts_min_ms} OR ts >= {rules.ts_max_ms}", F.lit("ts_out_of_range")))
+    cases.append((f"item_id IS NULL AND event NOT IN ({_sql_list(rules.events_without_item)})",
+                  F.lit("item_required")))
+    with_transaction = _sql_list(rules.events_with_transaction)
+    cases.append((f"event IN ({with_transaction}) AND transaction_id IS NULL", F.lit("transaction_required")))
+    cases.append((f"event NOT IN ({with_transaction}) AND transaction_id IS NOT NULL",
+                  F.lit("unexpected_transaction_id")))
+    with_query = _sql_list(rules.events_with_query)
+    cases.append((f"event IN ({with_query}) AND (query IS NULL OR query = '')", F.lit("query_required")))
+    cases.append((f"event NOT IN ({with_query}) AND query IS NOT NULL", F.lit("unexpected_query")))
+    return cases
+
+
+def _version() -> FieldSpec:
+    return next(spec for spec in FIELDS if spec.name == "schema_version")
+
+
+def parse_events(frame: DataFrame, value_column: str = "value") -> DataFrame:
+    """``frame`` plus one typed column per contract field and ``reject_reason`` (null when valid).
+
+    ``value_column`` holds the Kafka value as a string.
+    """
+    parsed = frame.withColumn(_PARSED, F.expr(f"try_parse_json({value_column})"))
+    typed = parsed.select("*", *[_typed(spec).alias(spec.name) for spec in FIELDS])
+    reason: Column | None = None
+    for condition, code in _reason_cases(value_column):
+        reason = (F.when(F.expr(condition), code) if reason is None
+                  else reason.when(F.expr(condition), code))
+    return typed.withColumn(REASON, reason.otherwise(F.lit(None).cast("string"))).drop(_PARSED)

@@ -1,0 +1,1 @@
+"""Serving: the PostgreSQL tables that the API, the dashboard and SQL consumers read."""

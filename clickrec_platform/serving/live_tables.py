@@ -1,0 +1,504 @@
+"""PostgreSQL sinks for the streaming gold tables (schema ``gold``).
+
+The Spark job's ``foreachBatch`` computes small result sets, turns them into pyarrow Tables on the
+driver and hands them here with a psycopg connection. Every loader
+
+- runs in one transaction (``conn.transaction()``), so a reader sees a batch whole or not at all;
+  called inside a transaction of the caller's, it becomes a savepoint and commits with the caller's;
+- bulk-loads with ``COPY`` (CSV written by Arrow's C++ writer) into a temporary staging table and
+  applies it with set-based SQL, never row by row;
+- is idempotent: called again with the same arguments it leaves the tables as they were, so a
+  replayed micro-batch changes nothing. Overwrites only touch rows whose values differ, so even
+  ``updated_at`` keeps its value on a replay. Additive increments, which are not idempotent by
+  nature, are guarded by ``(sink, batch_id)`` bookkeeping in ``stream_sink_batches``.
+
+Timestamps must be timezone-aware (any unit, any zone; stored as ``timestamptz``): a naive
+timestamp is ambiguous and is rejected with ``ValueError``, as are missing columns and nulls in key
+columns, all before anything is written. Call :func:`ensure_live_tables` once before loading.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from psycopg import sql
+
+GOLD_SCHEMA = "gold"
+BATCHES_TABLE = "stream_sink_batches"
+
+# Postgres keeps microseconds; every timestamp column is converted to this before COPY.
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+# Rows per CSV chunk handed to COPY: bounds the driver's memory for large batches.
+_COPY_CHUNK_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    sql_type: str
+    arrow_type: pa.DataType
+    required: bool = False  # nulls are rejected before anything is written
+
+
+_WINDOWED_STATS_COLUMNS = (
+    _Column("window_start", "timestamptz", _TIMESTAMP, required=True),
+    _Column("window_end", "timestamptz", _TIMESTAMP),
+    _Column("event", "text", pa.string(), required=True),
+    _Column("event_count", "bigint", pa.int64()),
+    _Column("unique_users", "bigint", pa.int64()),
+    _Column("unique_items", "bigint", pa.int64()),
+)
+_TRENDING_ITEMS_COLUMNS = (
+    _Column("window_start", "timestamptz", _TIMESTAMP, required=True),
+    _Column("window_end", "timestamptz", _TIMESTAMP),
+    _Column("item_id", "bigint", pa.int64(), required=True),
+    _Column("score", "double precision", pa.float64()),
+    _Column("event_count", "bigint", pa.int64()),
+    _Column("rank", "integer", pa.int32()),
+)
+_EVENT_STATISTICS_COLUMNS = (
+    _Column("event", "text", pa.string(), required=True),
+    _Column("event_count", "bigint", pa.int64(), required=True),
+    _Column("first_event_at", "timestamptz", _TIMESTAMP),
+    _Column("last_event_at", "timestamptz", _TIMESTAMP),
+)
+_RECENT_ITEMS_COLUMNS = (
+    _Column("visitor_id", "bigint", pa.int64(), required=True),
+    _Column("item_id", "bigint", pa.int64(), required=True),
+    _Column("last_event", "text", pa.string()),
+    _Column("last_seen_at", "timestamptz", _TIMESTAMP, required=True),
+)
+_LIVE_EVENTS_COLUMNS = (
+    _Column("event_id", "text", pa.string(), required=True),
+    _Column("ts", "timestamptz", _TIMESTAMP),
+    _Column("visitor_id", "bigint", pa.int64()),
+    _Column("event", "text", pa.string()),
+    _Column("item_id", "bigint", pa.int64()),
+    _Column("session_id", "text", pa.string()),
+    _Column("source", "text", pa.string()),
+)
+
+# Tables whose rows belong to a time window and are replaced a window at a time: columns and key.
+_WINDOWED_TABLES: dict[str, tuple[tuple[_Column, ...], tuple[str, ...]]] = {
+    "windowed_stats": (_WINDOWED_STATS_COLUMNS, ("window_start", "event")),
+    "trending_items": (_TRENDING_ITEMS_COLUMNS, ("window_start", "item_id")),
+}
+
+# {schema} is the only placeholder; everything else is constant text.
+_TABLE_DDL = (
+    """CREATE TABLE IF NOT EXISTS {schema}.windowed_stats (
+        window_start timestamptz NOT NULL,
+        window_end timestamptz,
+        event text NOT NULL,
+        event_count bigint,
+        unique_users bigint,
+        unique_items bigint,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (window_start, event)
+    )""",
+    """CREATE TABLE IF NOT EXISTS {schema}.trending_items (
+        window_start timestamptz NOT NULL,
+        window_end timestamptz,
+        item_id bigint NOT NULL,
+        score double precision,
+        event_count bigint,
+        rank integer,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (window_start, item_id)
+    )""",
+    """CREATE INDEX IF NOT EXISTS trending_items_window_end_rank_idx
+        ON {schema}.trending_items (window_end DESC, rank)""",
+    """CREATE TABLE IF NOT EXISTS {schema}.event_statistics (
+        event text PRIMARY KEY,
+        event_count bigint NOT NULL,
+        first_event_at timestamptz,
+        last_event_at timestamptz,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    """CREATE TABLE IF NOT EXISTS {schema}.user_recent_items (
+        visitor_id bigint NOT NULL,
+        item_id bigint NOT NULL,
+        last_event text,
+        last_seen_at timestamptz NOT NULL,
+        PRIMARY KEY (visitor_id, item_id)
+    )""",
+    """CREATE INDEX IF NOT EXISTS user_recent_items_visitor_recency_idx
+        ON {schema}.user_recent_items (visitor_id, last_seen_at DESC)""",
+    """CREATE TABLE IF NOT EXISTS {schema}.live_clickstream_events (
+        event_id text PRIMARY KEY,
+        ts timestamptz,
+        visitor_id bigint,
+        event text,
+        item_id bigint,
+        session_id text,
+        source text,
+        ingested_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    """CREATE INDEX IF NOT EXISTS live_clickstream_events_ingested_at_idx
+        ON {schema}.live_clickstream_events (ingested_at)""",
+    """CREATE INDEX IF NOT EXISTS live_clickstream_events_visitor_ts_idx
+        ON {schema}.live_clickstream_events (visitor_id, ts DESC)""",
+    """CREATE TABLE IF NOT EXISTS {schema}.stream_sink_batches (
+        sink text NOT NULL,
+        batch_id bigint NOT NULL,
+        committed_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (sink, batch_id)
+    )""",
+)
+
+_UPDATED_AT = "When the values of this row last changed (a replayed batch leaves it as it was)."
+_COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
+    "windowed_stats": (
+        "Live event counts per 5-minute event-time window and event type, from the Spark stream "
+        "(silver.events). A recomputed window replaces the old one wholesale.",
+        {
+            "window_start": "Start of the event-time window (inclusive).",
+            "window_end": "End of the event-time window (exclusive).",
+            "event": "Event type: view, addtocart, transaction, like or search.",
+            "event_count": "Events of this type in the window.",
+            "unique_users": "Distinct visitors with this event type in the window.",
+            "unique_items": "Distinct items with this event type in the window.",
+            "updated_at": _UPDATED_AT,
+        },
+    ),
+    "trending_items": (
+        "Top items per event-time window by weighted interactions (view 1, addtocart 3, like 4, "
+        "transaction 5), from the Spark stream. A recomputed window replaces the old one wholesale, "
+        "so an item that left the top N disappears. Latest: ORDER BY window_end DESC, rank.",
+        {
+            "window_start": "Start of the event-time window (inclusive).",
+            "window_end": "End of the event-time window (exclusive).",
+            "item_id": "RetailRocket item id.",
+            "score": "Weighted interaction score in the window.",
+            "event_count": "Events on the item in the window.",
+            "rank": "1 = most trending item of the window.",
+            "updated_at": _UPDATED_AT,
+        },
+    ),
+    "event_statistics": (
+        "Running totals per event type since the stream started; each micro-batch is added once "
+        "(see stream_sink_batches).",
+        {
+            "event": "Event type: view, addtocart, transaction, like or search.",
+            "event_count": "Events of this type seen so far.",
+            "first_event_at": "Earliest event time seen for this type.",
+            "last_event_at": "Latest event time seen for this type.",
+            "updated_at": "When a micro-batch last added to this row.",
+        },
+    ),
+    "user_recent_items": (
+        "The most recent items each visitor interacted with (a bounded number per visitor), from "
+        "the Spark stream; newest first via ORDER BY last_seen_at DESC.",
+        {
+            "visitor_id": "RetailRocket visitor id.",
+            "item_id": "RetailRocket item id.",
+            "last_event": "Event type of the latest interaction with the item.",
+            "last_seen_at": "Event time of the latest interaction; never moves backwards.",
+        },
+    ),
+    "live_clickstream_events": (
+        "Recent clickstream events as parsed by the stream (silver.events), kept for a retention "
+        "period after ingestion; the full history is in the Delta lake.",
+        {
+            "event_id": "Deterministic event id (replaying a source yields the same ids).",
+            "ts": "Event time.",
+            "visitor_id": "RetailRocket visitor id.",
+            "event": "Event type: view, addtocart, transaction, like or search.",
+            "item_id": "RetailRocket item id; null for search events.",
+            "session_id": "Session the event belongs to.",
+            "source": "Where the event came from (e.g. retailrocket replay or synthetic generator).",
+            "ingested_at": "When the row was written here; rows older than the retention are pruned.",
+        },
+    ),
+    BATCHES_TABLE: (
+        "Bookkeeping for idempotent streaming sinks: one row per micro-batch applied per sink, so "
+        "a replayed batch is recognised and skipped. Internal; not for analysis.",
+        {
+            "sink": "Name of the sink, unique per streaming query and checkpoint.",
+            "batch_id": "Spark Structured Streaming micro-batch id.",
+            "committed_at": "When the batch was applied.",
+        },
+    ),
+}
+
+
+def ensure_live_tables(conn: psycopg.Connection, schema: str = GOLD_SCHEMA) -> None:
+    """Create the schema, the live tables, their indexes and comments where missing (idempotent)."""
+    schema_id = sql.Identifier(schema)
+    with conn.transaction(), conn.cursor() as cur:
+        # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalogue: serialise them.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"clickrec.live_tables.{schema}",))
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema_id))
+        cur.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+            schema_id, sql.Literal("clickrec gold tables: live stream results and published "
+                                   "recommendations, for the API, dashboard and SQL consumers.")))
+        for statement in _TABLE_DDL:
+            cur.execute(sql.SQL(statement).format(schema=schema_id))
+        for table, (table_comment, column_comments) in _COMMENTS.items():
+            target = sql.Identifier(schema, table)
+            cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(target, sql.Literal(table_comment)))
+            for column, comment in column_comments.items():
+                cur.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+                    target, sql.Identifier(column), sql.Literal(comment)))
+
+
+def replace_windows(
+    conn: psycopg.Connection,
+    table: str,
+    rows: pa.Table,
+    window_starts: Sequence[datetime],
+    schema: str = GOLD_SCHEMA,
+) -> int:
+    """Make the windows starting at ``window_starts`` hold exactly ``rows``; return rows written.
+
+    ``table`` is ``windowed_stats`` or ``trending_items``. Rows of those windows that are not in
+    ``rows`` are deleted, the others inserted or updated (only where a value differs), all in one
+    transaction; windows not listed are untouched. Every ``window_start`` in ``rows`` must be listed.
+    """
+    if table not in _WINDOWED_TABLES:
+        raise ValueError(f"replace_windows: table must be one of {sorted(_WINDOWED_TABLES)}, got {table!r}")
+    columns, key = _WINDOWED_TABLES[table]
+    data = _arrow_for_copy(rows, columns, table)
+    starts = [_require_aware(start, "window_starts") for start in window_starts]
+    _require_within_windows(data.column("window_start"), starts, table)
+    _require_unique(data, key, table)
+    if not starts:
+        return 0
+
+    target = sql.Identifier(schema, table)
+    values = [column.name for column in columns if column.name not in key]
+    with conn.transaction(), conn.cursor() as cur:
+        stage = _stage(cur, data, columns, table)
+        cur.execute(
+            sql.SQL("""
+                DELETE FROM {target} AS t
+                WHERE t.window_start = ANY(%(starts)s)
+                  AND NOT EXISTS (SELECT FROM {stage} AS s WHERE {key_match})
+            """).format(
+                target=target,
+                stage=stage,
+                key_match=sql.SQL(" AND ").join(
+                    sql.SQL("s.{0} = t.{0}").format(sql.Identifier(name)) for name in key),
+            ),
+            {"starts": starts},
+        )
+        cur.execute(_upsert_changed_sql(target, stage, [c.name for c in columns], key, values))
+    return data.num_rows
+
+
+def add_event_statistics_once(
+    conn: psycopg.Connection,
+    sink: str,
+    batch_id: int,
+    increments: pa.Table,
+    schema: str = GOLD_SCHEMA,
+) -> bool:
+    """Add one micro-batch's per-event increments to ``event_statistics``, at most once per batch.
+
+    Returns False, changing nothing, when ``(sink, batch_id)`` was applied before. ``sink`` must be
+    unique per streaming query *and checkpoint*: a new checkpoint restarts batch ids at 0, so it
+    needs a new sink name (as a Delta ``txnAppId`` would). Several rows for one event are summed.
+    """
+    if not sink:
+        raise ValueError("add_event_statistics_once: sink must be a non-empty name")
+    columns = _EVENT_STATISTICS_COLUMNS
+    data = _arrow_for_copy(increments, columns, "event_statistics")
+    target = sql.Identifier(schema, "event_statistics")
+    with conn.transaction(), conn.cursor() as cur:
+        # Taken first: a concurrent replay of the same batch waits here on the key, then skips.
+        cur.execute(
+            sql.SQL("INSERT INTO {} (sink, batch_id) VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
+                sql.Identifier(schema, BATCHES_TABLE)),
+            (sink, batch_id),
+        )
+        if cur.rowcount == 0:
+            return False
+        stage = _stage(cur, data, columns, "event_statistics")
+        cur.execute(sql.SQL("""
+            INSERT INTO {target} AS t (event, event_count, first_event_at, last_event_at)
+            SELECT event, sum(event_count)::bigint, min(first_event_at), max(last_event_at)
+            FROM {stage}
+            GROUP BY event
+            ON CONFLICT (event) DO UPDATE SET
+                event_count = t.event_count + EXCLUDED.event_count,
+                first_event_at = LEAST(t.first_event_at, EXCLUDED.first_event_at),
+                last_event_at = GREATEST(t.last_event_at, EXCLUDED.last_event_at),
+                updated_at = now()
+        """).format(target=target, stage=stage))
+    return True
+
+
+def upsert_recent_items(
+    conn: psycopg.Connection,
+    rows: pa.Table,
+    keep_per_visitor: int = 50,
+    schema: str = GOLD_SCHEMA,
+) -> int:
+    """Record each visitor's latest interaction per item, keep their newest items; return visitors.
+
+    A (visitor, item) keeps the greatest ``last_seen_at`` (ties: the greater ``last_event``), so the
+    result does not depend on batch order and never moves backwards. Then, for the visitors in
+    ``rows`` only, all but their ``keep_per_visitor`` most recent items (ties: greater item id
+    first) are deleted.
+    """
+    if keep_per_visitor < 1:
+        raise ValueError(f"upsert_recent_items: keep_per_visitor must be at least 1, got {keep_per_visitor}")
+    columns = _RECENT_ITEMS_COLUMNS
+    data = _arrow_for_copy(rows, columns, "user_recent_items")
+    if data.num_rows == 0:
+        return 0
+    visitors = pc.count_distinct(data.column("visitor_id")).as_py()
+    target = sql.Identifier(schema, "user_recent_items")
+    with conn.transaction(), conn.cursor() as cur:
+        stage = _stage(cur, data, columns, "user_recent_items")
+        cur.execute(sql.SQL("""
+            INSERT INTO {target} AS t (visitor_id, item_id, last_event, last_seen_at)
+            SELECT DISTINCT ON (visitor_id, item_id) visitor_id, item_id, last_event, last_seen_at
+            FROM {stage}
+            ORDER BY visitor_id, item_id, last_seen_at DESC, coalesce(last_event, '') DESC
+            ON CONFLICT (visitor_id, item_id) DO UPDATE SET
+                last_event = EXCLUDED.last_event,
+                last_seen_at = EXCLUDED.last_seen_at
+            WHERE (EXCLUDED.last_seen_at, coalesce(EXCLUDED.last_event, ''))
+                > (t.last_seen_at, coalesce(t.last_event, ''))
+        """).format(target=target, stage=stage))
+        cur.execute(
+            sql.SQL("""
+                DELETE FROM {target} AS t
+                USING (
+                    SELECT visitor_id, item_id,
+                           row_number() OVER (PARTITION BY visitor_id
+                                              ORDER BY last_seen_at DESC, item_id DESC) AS recency
+                    FROM {target}
+                    WHERE visitor_id IN (SELECT visitor_id FROM {stage})
+                ) AS ranked
+                WHERE ranked.recency > %(keep)s
+                  AND t.visitor_id = ranked.visitor_id
+                  AND t.item_id = ranked.item_id
+            """).format(target=target, stage=stage),
+            {"keep": keep_per_visitor},
+        )
+    return visitors
+
+
+def insert_live_events(
+    conn: psycopg.Connection,
+    rows: pa.Table,
+    retention: timedelta,
+    schema: str = GOLD_SCHEMA,
+) -> int:
+    """Insert events not seen before (by ``event_id``), prune those ingested longer ago than
+    ``retention``; return the number of rows newly inserted."""
+    if retention <= timedelta(0):
+        raise ValueError(f"insert_live_events: retention must be positive, got {retention}")
+    columns = _LIVE_EVENTS_COLUMNS
+    data = _arrow_for_copy(rows, columns, "live_clickstream_events")
+    target = sql.Identifier(schema, "live_clickstream_events")
+    names = sql.SQL(", ").join(sql.Identifier(column.name) for column in columns)
+    inserted = 0
+    with conn.transaction(), conn.cursor() as cur:
+        if data.num_rows:
+            stage = _stage(cur, data, columns, "live_clickstream_events")
+            cur.execute(sql.SQL(
+                "INSERT INTO {target} ({names}) SELECT {names} FROM {stage} ON CONFLICT (event_id) DO NOTHING"
+            ).format(target=target, names=names, stage=stage))
+            inserted = cur.rowcount
+        cur.execute(sql.SQL("DELETE FROM {} WHERE ingested_at < now() - %s").format(target), (retention,))
+    return inserted
+
+
+# Helpers ----------------------------------------------------------------------------------------
+
+def _arrow_for_copy(rows: pa.Table, columns: Sequence[_Column], what: str) -> pa.Table:
+    """The columns a loader needs, in order and cast to their canonical types (extra ones dropped)."""
+    missing = [column.name for column in columns if column.name not in rows.column_names]
+    if missing:
+        raise ValueError(f"{what}: missing column(s) {missing}; got {rows.column_names}")
+    arrays = []
+    for column in columns:
+        array = rows.column(column.name)
+        if pa.types.is_timestamp(column.arrow_type) and (
+            not pa.types.is_timestamp(array.type) or array.type.tz is None
+        ):
+            raise ValueError(f"{what}.{column.name}: expected a timezone-aware timestamp, got {array.type}")
+        if column.required and array.null_count:
+            raise ValueError(f"{what}.{column.name}: {array.null_count} null value(s) in a required column")
+        arrays.append(array.cast(column.arrow_type))
+    return pa.Table.from_arrays(arrays, names=[column.name for column in columns])
+
+
+def _require_aware(value: datetime, what: str) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what}: expected timezone-aware datetimes, got {value!r}")
+    return value
+
+
+def _require_within_windows(window_start: pa.ChunkedArray, starts: list[datetime], what: str) -> None:
+    inside = pc.is_in(window_start, value_set=pa.array(starts, type=_TIMESTAMP))
+    outside = pc.unique(window_start.filter(pc.invert(inside)))
+    if len(outside):
+        raise ValueError(f"{what}: rows for window(s) not in window_starts: {outside.to_pylist()[:5]}")
+
+
+def _require_unique(data: pa.Table, key: Sequence[str], what: str) -> None:
+    counts = data.group_by(list(key)).aggregate([([], "count_all")])
+    duplicated = counts.filter(pc.greater(counts.column("count_all"), 1))
+    if duplicated.num_rows:
+        raise ValueError(f"{what}: {duplicated.num_rows} key(s) {list(key)} occur more than once, "
+                         f"e.g. {duplicated.slice(0, 3).to_pylist()}")
+
+
+def _stage(cur: psycopg.Cursor, data: pa.Table, columns: Sequence[_Column], what: str) -> sql.Identifier:
+    """COPY ``data`` into a new temporary table, dropped at commit; return its name."""
+    # Unique so that two loads inside one caller's transaction (savepoints) do not collide.
+    stage = sql.Identifier(f"stage_{what}_{uuid.uuid4().hex[:12]}")
+    cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
+        stage,
+        sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(column.name), sql.SQL(column.sql_type))
+            for column in columns),
+    ))
+    if data.num_rows == 0:
+        return stage
+    names = sql.SQL(", ").join(sql.Identifier(column.name) for column in columns)
+    # Arrow writes nulls as empty fields and quotes every string, which is how COPY's CSV format
+    # tells NULL from '' ; timestamps come out as ISO 8601 with a Z suffix.
+    options = pacsv.WriteOptions(include_header=False)
+    with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(stage, names)) as copy:
+        for batch in data.to_batches(max_chunksize=_COPY_CHUNK_ROWS):
+            buffer = pa.BufferOutputStream()
+            pacsv.write_csv(batch, buffer, options)
+            copy.write(memoryview(buffer.getvalue()))
+    return stage
+
+
+def _upsert_changed_sql(
+    target: sql.Identifier,
+    stage: sql.Identifier,
+    columns: Sequence[str],
+    key: Sequence[str],
+    values: Sequence[str],
+) -> sql.Composed:
+    """INSERT the staged rows; on a key conflict update only rows whose values differ."""
+    names = sql.SQL(", ").join(sql.Identifier(name) for name in columns)
+    return sql.SQL("""
+        INSERT INTO {target} AS t ({names}) SELECT {names} FROM {stage}
+        ON CONFLICT ({key}) DO UPDATE SET {assignments}, updated_at = now()
+        WHERE ({current}) IS DISTINCT FROM ({incoming})
+    """).format(
+        target=target,
+        names=names,
+        stage=stage,
+        key=sql.SQL(", ").join(sql.Identifier(name) for name in key),
+        assignments=sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name)) for name in values),
+        current=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(name)) for name in values),
+        incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(name)) for name in values),
+    )

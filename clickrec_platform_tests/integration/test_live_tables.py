@@ -1,0 +1,436 @@
+"""The Postgres sinks for the streaming gold tables, against the real local PostgreSQL.
+
+Each test works in a schema of its own (dropped afterwards), never in ``gold``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import psycopg
+import pyarrow as pa
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from clickrec_platform.serving.live_tables import (
+    add_event_statistics_once,
+    ensure_live_tables,
+    insert_live_events,
+    replace_windows,
+    upsert_recent_items,
+)
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2015, 6, 1, 12, 0, tzinfo=UTC)
+TS = pa.timestamp("ms", tz="UTC")
+KEYS = {
+    "windowed_stats": ("window_start", "event"),
+    "trending_items": ("window_start", "item_id"),
+    "event_statistics": ("event",),
+    "user_recent_items": ("visitor_id", "item_id"),
+    "live_clickstream_events": ("event_id",),
+    "stream_sink_batches": ("sink", "batch_id"),
+}
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+@dataclass
+class Gold:
+    """A fresh schema with the live tables, and an autocommit connection to read it with."""
+
+    conn: psycopg.Connection
+    schema: str
+    dsn: str
+
+    def rows(self, table: str, where: str = "TRUE", params: tuple = ()) -> list[dict]:
+        """Every column of the matching rows, in key order."""
+        query = sql.SQL("SELECT * FROM {} WHERE " + where + " ORDER BY {}").format(
+            sql.Identifier(self.schema, table),
+            sql.SQL(", ").join(map(sql.Identifier, KEYS[table])))
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(query, params).fetchall()
+
+    def snapshot(self) -> dict[str, list[dict]]:
+        return {table: self.rows(table) for table in KEYS}
+
+    def count(self, table: str) -> int:
+        return self.conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(self.schema, table))).fetchone()[0]
+
+
+@pytest.fixture
+def gold(stack) -> Iterator[Gold]:
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    dsn = stack.postgres_dsn()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ensure_live_tables(conn, schema)
+        try:
+            yield Gold(conn, schema, dsn)
+        finally:
+            with psycopg.connect(dsn, autocommit=True) as cleanup:
+                cleanup.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+# Row builders ----------------------------------------------------------------------------------
+
+def windowed_stats(*rows: tuple[float, str, int, int, int]) -> pa.Table:
+    """(window start minute, event, event_count, unique_users, unique_items) per row."""
+    return pa.table({
+        "window_start": pa.array([at(r[0]) for r in rows], TS),
+        "window_end": pa.array([at(r[0] + 5) for r in rows], TS),
+        "event": pa.array([r[1] for r in rows], pa.string()),
+        "event_count": pa.array([r[2] for r in rows], pa.int64()),
+        "unique_users": pa.array([r[3] for r in rows], pa.int64()),
+        "unique_items": pa.array([r[4] for r in rows], pa.int64()),
+    })
+
+
+def trending(window: float, item_ids: list[int]) -> pa.Table:
+    """The top items of one window, best first."""
+    n = len(item_ids)
+    return pa.table({
+        "window_start": pa.array([at(window)] * n, TS),
+        "window_end": pa.array([at(window + 5)] * n, TS),
+        "item_id": pa.array(item_ids, pa.int64()),
+        "score": pa.array([10.0 * (n - i) + 0.1 for i in range(n)], pa.float64()),
+        "event_count": pa.array([3 * (n - i) for i in range(n)], pa.int64()),
+        "rank": pa.array(range(1, n + 1), pa.int32()),
+    })
+
+
+def increments(*rows: tuple[str, int, float, float]) -> pa.Table:
+    """(event, event_count, first event minute, last event minute) per row."""
+    return pa.table({
+        "event": pa.array([r[0] for r in rows], pa.string()),
+        "event_count": pa.array([r[1] for r in rows], pa.int64()),
+        "first_event_at": pa.array([at(r[2]) for r in rows], TS),
+        "last_event_at": pa.array([at(r[3]) for r in rows], TS),
+    })
+
+
+def recent(*rows: tuple[int, int, str, float]) -> pa.Table:
+    """(visitor_id, item_id, last_event, minute seen) per row."""
+    return pa.table({
+        "visitor_id": pa.array([r[0] for r in rows], pa.int64()),
+        "item_id": pa.array([r[1] for r in rows], pa.int64()),
+        "last_event": pa.array([r[2] for r in rows], pa.string()),
+        "last_seen_at": pa.array([at(r[3]) for r in rows], TS),
+    })
+
+
+def live_events(event_ids: list[str], **overrides: list) -> pa.Table:
+    n = len(event_ids)
+    columns = {
+        "event_id": pa.array(event_ids, pa.string()),
+        "ts": pa.array([at(i / 60) for i in range(n)], TS),
+        "visitor_id": pa.array([i % 97 for i in range(n)], pa.int64()),
+        "event": pa.array(["view"] * n, pa.string()),
+        "item_id": pa.array([1000 + i for i in range(n)], pa.int64()),
+        "session_id": pa.array([f"s-{i % 13}" for i in range(n)], pa.string()),
+        "source": pa.array(["synthetic"] * n, pa.string()),
+    }
+    for name, values in overrides.items():
+        columns[name] = pa.array(values, columns[name].type)
+    return pa.table(columns)
+
+
+# DDL ---------------------------------------------------------------------------------------------
+
+def test_ensure_live_tables_is_idempotent_and_keeps_data_comments_and_indexes(gold):
+    insert_live_events(gold.conn, live_events(["e1"]), timedelta(hours=1), schema=gold.schema)
+
+    ensure_live_tables(gold.conn, gold.schema)
+    ensure_live_tables(gold.conn, gold.schema)
+
+    assert [row["event_id"] for row in gold.rows("live_clickstream_events")] == ["e1"]
+    tables = gold.conn.execute(
+        """SELECT c.relname, obj_description(c.oid, 'pg_class'),
+                  count(a.attnum) FILTER (WHERE col_description(c.oid, a.attnum) IS NULL)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           WHERE n.nspname = %s AND c.relkind = 'r' GROUP BY c.oid, c.relname""",
+        (gold.schema,)).fetchall()
+    assert {name for name, _, _ in tables} == set(KEYS)
+    assert all(comment for _, comment, _ in tables), tables
+    assert all(uncommented == 0 for _, _, uncommented in tables), tables
+    indexes = dict(gold.conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s", (gold.schema,)).fetchall())
+    assert "(window_end DESC, rank)" in indexes["trending_items_window_end_rank_idx"]
+    assert "(visitor_id, last_seen_at DESC)" in indexes["user_recent_items_visitor_recency_idx"]
+    assert "(ingested_at)" in indexes["live_clickstream_events_ingested_at_idx"]
+    assert "(visitor_id, ts DESC)" in indexes["live_clickstream_events_visitor_ts_idx"]
+
+
+# replace_windows ---------------------------------------------------------------------------------
+
+def test_replace_windows_replaces_exactly_the_given_windows(gold):
+    replace_windows(gold.conn, "windowed_stats", windowed_stats(
+        (0, "view", 10, 4, 6), (0, "addtocart", 2, 2, 2),
+        (5, "view", 20, 8, 9), (5, "addtocart", 3, 2, 3),
+        (10, "view", 30, 9, 9),
+    ), [at(0), at(5), at(10)], schema=gold.schema)
+    untouched = gold.rows("windowed_stats", "window_start = %s", (at(0),))
+
+    written = replace_windows(gold.conn, "windowed_stats", windowed_stats(
+        (5, "view", 21, 8, 10), (5, "transaction", 1, 1, 1),
+    ), [at(5), at(10)], schema=gold.schema)
+
+    assert written == 2
+    assert gold.rows("windowed_stats", "window_start = %s", (at(0),)) == untouched
+    assert [(r["window_start"], r["window_end"], r["event"], r["event_count"], r["unique_users"],
+             r["unique_items"]) for r in gold.rows("windowed_stats", "window_start <> %s", (at(0),))] == [
+        (at(5), at(10), "transaction", 1, 1, 1),
+        (at(5), at(10), "view", 21, 8, 10),
+    ]
+
+
+def test_replace_windows_drops_items_that_left_the_top_n(gold):
+    replace_windows(gold.conn, "trending_items", pa.concat_tables([trending(0, [1, 2, 3]), trending(5, [7, 8])]),
+                    [at(0), at(5)], schema=gold.schema)
+    other_window = gold.rows("trending_items", "window_start = %s", (at(5),))
+
+    replace_windows(gold.conn, "trending_items", trending(0, [4, 1, 2]), [at(0)], schema=gold.schema)
+
+    top = gold.rows("trending_items", "window_start = %s", (at(0),))
+    assert [(r["item_id"], r["rank"], r["score"], r["event_count"]) for r in top] == [
+        (1, 2, 20.1, 6), (2, 3, 10.1, 3), (4, 1, 30.1, 9)]
+    assert gold.rows("trending_items", "window_start = %s", (at(5),)) == other_window
+
+
+@pytest.mark.parametrize("table, rows, window_starts, message", [
+    ("windowed_stats", windowed_stats((0, "view", 1, 1, 1), (5, "view", 1, 1, 1)), [at(0)],
+     "not in window_starts"),
+    ("windowed_stats", windowed_stats((0, "view", 1, 1, 1)), [], "not in window_starts"),
+    ("windowed_stats", windowed_stats((0, "view", 1, 1, 1), (0, "view", 2, 2, 2)), [at(0)],
+     "more than once"),
+    ("windowed_stats", windowed_stats((0, "view", 1, 1, 1)), [at(0).replace(tzinfo=None)],
+     "timezone-aware"),
+    ("windowed_stats", windowed_stats((0, "view", 1, 1, 1)).set_column(
+        0, "window_start", pa.array([at(0).replace(tzinfo=None)], pa.timestamp("ms"))), [at(0)],
+     "timezone-aware"),
+    ("windowed_stats", windowed_stats((0, "view", 1, 1, 1)).drop_columns(["unique_items"]), [at(0)],
+     "missing column"),
+    ("user_recent_items", windowed_stats((0, "view", 1, 1, 1)), [at(0)], "must be one of"),
+])
+def test_replace_windows_rejects_bad_input_and_writes_nothing(gold, table, rows, window_starts, message):
+    replace_windows(gold.conn, "windowed_stats", windowed_stats((0, "view", 9, 9, 9)), [at(0)],
+                    schema=gold.schema)
+    before = gold.snapshot()
+
+    with pytest.raises(ValueError, match=message):
+        replace_windows(gold.conn, table, rows, window_starts, schema=gold.schema)
+
+    assert gold.snapshot() == before
+
+
+# add_event_statistics_once -----------------------------------------------------------------------
+
+def test_event_statistics_are_added_once_per_sink_and_batch(gold):
+    assert add_event_statistics_once(gold.conn, "stats", 0, increments(
+        ("view", 10, 0, 4), ("addtocart", 2, 1, 3)), schema=gold.schema)
+    batch_1 = increments(
+        ("view", 3, -2, 2), ("view", 2, -1, 3),      # first moves earlier, last stays at 4
+        ("addtocart", 1, 2, 9),                      # first stays at 1, last moves later
+        ("transaction", 1, 5, 5),
+    )
+    assert add_event_statistics_once(gold.conn, "stats", 1, batch_1, schema=gold.schema)
+    after_first = gold.snapshot()
+
+    assert add_event_statistics_once(gold.conn, "stats", 1, batch_1, schema=gold.schema) is False
+    assert gold.snapshot() == after_first
+    totals = {r["event"]: (r["event_count"], r["first_event_at"], r["last_event_at"])
+              for r in gold.rows("event_statistics")}
+    assert totals == {
+        "view": (15, at(-2), at(4)),
+        "addtocart": (3, at(1), at(9)),
+        "transaction": (1, at(5), at(5)),
+    }
+
+    # Bookkeeping is per sink: another sink's batch 1 is a different batch.
+    assert add_event_statistics_once(gold.conn, "other", 1, increments(("view", 1, 0, 0)), schema=gold.schema)
+    assert {r["event"]: r["event_count"] for r in gold.rows("event_statistics")}["view"] == 16
+    assert [(r["sink"], r["batch_id"]) for r in gold.rows("stream_sink_batches")] == [
+        ("other", 1), ("stats", 0), ("stats", 1)]
+
+
+def test_event_statistics_batch_that_fails_is_not_recorded(gold):
+    bad = increments(("view", 1, 0, 0)).set_column(0, "event", pa.array([None], pa.string()))
+    with pytest.raises(ValueError, match="null"):
+        add_event_statistics_once(gold.conn, "stats", 7, bad, schema=gold.schema)
+
+    assert add_event_statistics_once(gold.conn, "stats", 7, increments(("view", 1, 0, 0)), schema=gold.schema)
+    assert gold.rows("event_statistics")[0]["event_count"] == 1
+
+
+# upsert_recent_items -----------------------------------------------------------------------------
+
+def test_recent_items_keep_the_latest_interaction_and_never_move_backwards(gold):
+    touched = upsert_recent_items(gold.conn, recent(
+        (1, 10, "view", 0), (1, 10, "addtocart", 5), (1, 10, "view", 3),
+        (1, 11, "view", 1), (2, 10, "view", 2),
+    ), schema=gold.schema)
+    assert touched == 2
+
+    assert upsert_recent_items(gold.conn, recent((1, 10, "transaction", -60)), schema=gold.schema) == 1
+    state = {(r["visitor_id"], r["item_id"]): (r["last_event"], r["last_seen_at"])
+             for r in gold.rows("user_recent_items")}
+    assert state == {(1, 10): ("addtocart", at(5)), (1, 11): ("view", at(1)), (2, 10): ("view", at(2))}
+
+    upsert_recent_items(gold.conn, recent((1, 10, "transaction", 30)), schema=gold.schema)
+    assert gold.rows("user_recent_items", "visitor_id = 1 AND item_id = 10")[0]["last_event"] == "transaction"
+
+
+def test_recent_items_tie_on_time_resolves_the_same_whatever_the_order(gold):
+    upsert_recent_items(gold.conn, recent((1, 10, "view", 0), (1, 10, "addtocart", 0)), schema=gold.schema)
+    upsert_recent_items(gold.conn, recent((2, 10, "addtocart", 0), (2, 10, "view", 0)), schema=gold.schema)
+    upsert_recent_items(gold.conn, recent((3, 10, "view", 0)), schema=gold.schema)
+    upsert_recent_items(gold.conn, recent((3, 10, "addtocart", 0)), schema=gold.schema)
+    upsert_recent_items(gold.conn, recent((4, 10, "addtocart", 0)), schema=gold.schema)
+    upsert_recent_items(gold.conn, recent((4, 10, "view", 0)), schema=gold.schema)
+
+    assert len({r["last_event"] for r in gold.rows("user_recent_items")}) == 1
+
+
+def test_recent_items_are_trimmed_only_for_the_visitors_touched(gold):
+    upsert_recent_items(gold.conn, recent(*[(v, 100 + m, "view", m) for v in (1, 2) for m in range(6)]),
+                        keep_per_visitor=10, schema=gold.schema)
+
+    touched = upsert_recent_items(gold.conn, recent((2, 999, "view", 10), *[(3, i, "view", i) for i in range(5)]),
+                                  keep_per_visitor=3, schema=gold.schema)
+
+    assert touched == 2
+    items = {}
+    for r in gold.rows("user_recent_items"):
+        items.setdefault(r["visitor_id"], set()).add(r["item_id"])
+    assert items == {1: {100, 101, 102, 103, 104, 105}, 2: {999, 105, 104}, 3: {4, 3, 2}}
+
+
+# insert_live_events ------------------------------------------------------------------------------
+
+def test_live_events_skip_duplicates_and_are_pruned_after_the_retention(gold):
+    tricky = 'a,"b"\nc'
+    batch = live_events(["e1", "e2", "e2", "e3"], item_id=[1, 2, 2, None], session_id=[tricky, "", "", None])
+
+    assert insert_live_events(gold.conn, batch, timedelta(hours=1), schema=gold.schema) == 3
+    assert insert_live_events(gold.conn, batch, timedelta(hours=1), schema=gold.schema) == 0
+    rows = {r["event_id"]: r for r in gold.rows("live_clickstream_events")}
+    assert sorted(rows) == ["e1", "e2", "e3"]
+    assert (rows["e1"]["session_id"], rows["e2"]["session_id"], rows["e3"]["session_id"]) == (tricky, "", None)
+    assert (rows["e3"]["item_id"], rows["e1"]["ts"], rows["e1"]["visitor_id"]) == (None, at(0), 0)
+
+    gold.conn.execute(sql.SQL("UPDATE {} SET ingested_at = now() - interval '2 hours' WHERE event_id = 'e1'")
+                      .format(sql.Identifier(gold.schema, "live_clickstream_events")))
+    assert insert_live_events(gold.conn, live_events(["e4"]), timedelta(hours=1), schema=gold.schema) == 1
+
+    assert [r["event_id"] for r in gold.rows("live_clickstream_events")] == ["e2", "e3", "e4"]
+
+
+def test_loading_200k_live_events_takes_seconds(gold):
+    n = 200_000
+    rng = np.random.default_rng(7)
+    batch = pa.table({
+        "event_id": pa.array([f"evt-{i:012d}" for i in range(n)]),
+        "ts": pa.array(1_433_160_000_000 + np.arange(n, dtype=np.int64) * 50, TS),
+        "visitor_id": pa.array(rng.integers(0, 50_000, n), pa.int64()),
+        "event": pa.array(rng.choice(["view", "addtocart", "transaction"], n), pa.string()),
+        "item_id": pa.array(rng.integers(0, 200_000, n), pa.int64()),
+        "session_id": pa.array([f"session-{i // 20}" for i in range(n)]),
+        "source": pa.array(["synthetic"] * n),
+    })
+
+    started = time.perf_counter()
+    inserted = insert_live_events(gold.conn, batch, timedelta(hours=1), schema=gold.schema)
+    first_s = time.perf_counter() - started
+    started = time.perf_counter()
+    replayed = insert_live_events(gold.conn, batch, timedelta(hours=1), schema=gold.schema)
+    replay_s = time.perf_counter() - started
+
+    print(f"\ninsert_live_events: {n:,} rows in {first_s:.2f} s ({n / first_s:,.0f} rows/s); "
+          f"replay (all duplicates) in {replay_s:.2f} s")
+    assert (inserted, replayed) == (n, 0)
+    assert gold.count("live_clickstream_events") == n
+
+
+# Readers see a batch whole or not at all ---------------------------------------------------------
+
+def test_reader_sees_the_old_windows_until_replace_windows_commits(gold):
+    old = windowed_stats((0, "view", 10, 1, 1), (0, "addtocart", 2, 1, 1), (0, "transaction", 1, 1, 1))
+    new = windowed_stats((0, "view", 11, 1, 1), (0, "like", 4, 1, 1))
+    replace_windows(gold.conn, "windowed_stats", old, [at(0)], schema=gold.schema)
+
+    def seen() -> list[tuple[str, int]]:
+        return [(r["event"], r["event_count"]) for r in gold.rows("windowed_stats")]
+
+    with psycopg.connect(gold.dsn) as writer:
+        with writer.transaction():
+            replace_windows(writer, "windowed_stats", new, [at(0)], schema=gold.schema)
+            assert seen() == [("addtocart", 2), ("transaction", 1), ("view", 10)]
+        assert seen() == [("like", 4), ("view", 11)]
+
+
+def test_concurrent_reader_never_sees_half_a_replacement(gold):
+    windows = [at(5 * w) for w in range(4)]
+    sets = [pa.concat_tables([trending(5 * w, list(range(offset, offset + size))) for w in range(4)])
+            for offset, size in ((0, 3_000), (1_500, 2_000))]
+    signature = sql.SQL("SELECT count(*), sum(item_id), sum(event_count) FROM {}").format(
+        sql.Identifier(gold.schema, "trending_items"))
+    observed: set[tuple] = set()
+    stop = threading.Event()
+
+    def read() -> None:
+        with psycopg.connect(gold.dsn, autocommit=True) as reader:
+            while not stop.is_set():
+                observed.add(reader.execute(signature).fetchone())
+
+    with psycopg.connect(gold.dsn, autocommit=True) as writer:
+        expected = set()
+        for rows in sets:
+            replace_windows(writer, "trending_items", rows, windows, schema=gold.schema)
+            expected.add(writer.execute(signature).fetchone())
+        thread = threading.Thread(target=read)
+        thread.start()
+        try:
+            for i in range(12):
+                replace_windows(writer, "trending_items", sets[i % 2], windows, schema=gold.schema)
+        finally:
+            stop.set()
+            thread.join()
+
+    assert observed, "the reader never ran"
+    assert observed <= expected, observed - expected
+
+
+# Replays ---------------------------------------------------------------------------------------
+
+def test_replaying_every_loader_leaves_every_table_identical(gold):
+    stats = windowed_stats((0, "view", 10, 4, 6), (0, "addtocart", 2, 2, 2))
+    top = trending(0, [5, 6, 7])
+    items = recent(*[(1, i, "view", i) for i in range(8)], (2, 1, "like", 0))
+    events = live_events([f"e{i}" for i in range(10)])
+
+    def load() -> tuple:
+        return (
+            replace_windows(gold.conn, "windowed_stats", stats, [at(0)], schema=gold.schema),
+            replace_windows(gold.conn, "trending_items", top, [at(0)], schema=gold.schema),
+            add_event_statistics_once(gold.conn, "stats", 3, increments(("view", 10, 0, 4)), schema=gold.schema),
+            upsert_recent_items(gold.conn, items, keep_per_visitor=5, schema=gold.schema),
+            insert_live_events(gold.conn, events, timedelta(hours=1), schema=gold.schema),
+        )
+
+    assert load() == (2, 3, True, 2, 10)
+    first = gold.snapshot()
+    assert all(first.values()), first
+
+    assert load() == (2, 3, False, 2, 0)
+    assert gold.snapshot() == first  # updated_at, ingested_at and committed_at included

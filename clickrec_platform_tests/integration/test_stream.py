@@ -1,0 +1,211 @@
+"""The streaming job against real Kafka, Spark, Delta and Postgres."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+
+import orjson
+import psycopg
+import pytest
+from psycopg import sql
+
+from clickrec_platform.events.codec import InvalidEvent, decode, encode, kafka_key
+from clickrec_platform.events.contract import frame_to_events
+from clickrec_platform.lake.duck import connect
+from clickrec_platform.lake.tables import (
+    BRONZE_CLICKSTREAM,
+    GOLD_EVENT_STATISTICS,
+    GOLD_WINDOWED_STATS,
+    OPS_STREAM_BATCHES,
+    SILVER_EVENTS,
+    SILVER_QUARANTINE,
+)
+from clickrec_platform.settings import PROJECT_ROOT
+from clickrec_platform.sources.generator import GeneratorConfig, generate_events
+from clickrec_platform_tests.support import produce
+from spark_jobs.clickstream_stream import StreamOptions, run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stream_settings(stack, kafka_topic, tmp_path):
+    """The stack's settings with a topic, lake, app id and Postgres schema of the test's own."""
+    tag = uuid.uuid4().hex[:8]
+    settings = stack.model_copy(update={"kafka_topic": kafka_topic, "lake_root": str(tmp_path / "lake"),
+                                        "stream_app_id": f"test-{tag}", "gold_schema": f"test_{tag}"})
+    yield settings
+    with psycopg.connect(stack.postgres_dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.gold_schema)))
+
+
+def message_mix(events: int, seed: int) -> tuple[list[tuple[bytes, bytes]], list[str], Counter]:
+    """Valid events, re-sent duplicates and bad records; also the unique valid ids and bad reasons."""
+    valid = [e for f in generate_events(GeneratorConfig(events=events, seed=seed, days=2)) for e in frame_to_events(f)]
+    good = orjson.loads(encode(valid[0]))
+    bad = [b"not json", b"", b"[1,2]",
+           orjson.dumps({**good, "visitor_id": "seventeen"}), orjson.dumps({**good, "event": "purchase"}),
+           orjson.dumps({**good, "event": "view", "item_id": None}), orjson.dumps({**good, "ts": 12}),
+           orjson.dumps({k: v for k, v in good.items() if k != "source"})] * 3
+    records = [(kafka_key(e.visitor_id), encode(e)) for e in valid]
+    records += records[:: max(1, len(records) // 50)]  # duplicates, sent later
+    records += [(b"bad", value) for value in bad]
+    reasons = Counter()
+    for value in bad:
+        try:
+            decode(value)
+        except InvalidEvent as invalid:
+            reasons[invalid.reason] += 1
+    return records, [e.event_id for e in valid], reasons
+
+
+def delta_rows(path: str, query: str = "SELECT * FROM t") -> list[tuple]:
+    con = connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM delta_scan('{path}')")
+    return con.sql(query).fetchall()
+
+
+def pg_rows(settings, query: str) -> list[tuple]:
+    with psycopg.connect(settings.postgres_dsn()) as conn:
+        return conn.execute(sql.SQL(query).format(schema=sql.Identifier(settings.gold_schema))).fetchall()
+
+
+def test_available_now_run_reconciles_and_quarantines_with_reasons(stream_settings, spark):
+    records, valid_ids, bad_reasons = message_mix(3_000, seed=21)
+    produce(stream_settings.kafka_bootstrap_servers, stream_settings.kafka_topic, records)
+
+    run(stream_settings, StreamOptions(available_now=True, max_offsets_per_trigger=1_000, max_files_per_trigger=3),
+        spark=spark)
+
+    s = stream_settings
+    assert delta_rows(BRONZE_CLICKSTREAM.path(s), "SELECT count(*) FROM t") == [(len(records),)]
+    silver_ids = [r[0] for r in delta_rows(SILVER_EVENTS.path(s), "SELECT event_id FROM t")]
+    assert sorted(silver_ids) == sorted(valid_ids)
+    quarantined = Counter(r[0] for r in delta_rows(SILVER_QUARANTINE.path(s), "SELECT reason FROM t"))
+    assert quarantined == bad_reasons
+    (totals,) = delta_rows(OPS_STREAM_BATCHES.path(s), "SELECT count(*), sum(bronze_rows), sum(silver_rows), "
+                                                       "sum(quarantined_rows), sum(duplicate_rows) FROM t")
+    batches, bronze, silver, quarantine, duplicates = totals
+    assert batches >= 3  # max_offsets_per_trigger split the catch-up
+    assert (bronze, silver, quarantine) == (len(records), len(valid_ids), sum(bad_reasons.values()))
+    assert duplicates == len(records) - len(valid_ids) - sum(bad_reasons.values()) > 0
+
+    per_type = Counter(r[0] for r in delta_rows(SILVER_EVENTS.path(s), "SELECT event FROM t"))
+    assert dict(pg_rows(s, "SELECT event, event_count FROM {schema}.event_statistics")) == per_type
+    assert dict(delta_rows(GOLD_EVENT_STATISTICS.path(s), "SELECT event, event_count FROM t")) == per_type
+
+
+def test_gold_windows_equal_an_independent_duckdb_computation(stream_settings, spark):
+    records, _ids, _reasons = message_mix(2_000, seed=4)
+    produce(stream_settings.kafka_bootstrap_servers, stream_settings.kafka_topic, records)
+    run(stream_settings, StreamOptions(available_now=True, max_offsets_per_trigger=700), spark=spark)
+
+    s = stream_settings
+    expected = sorted(delta_rows(SILVER_EVENTS.path(s), """
+        SELECT epoch_ms((ts // 300000) * 300000) AS window_start, event, count(*),
+               count(DISTINCT visitor_id), count(DISTINCT item_id)
+        FROM t GROUP BY ALL"""))
+    in_postgres = sorted((ws.replace(tzinfo=None), *rest) for ws, *rest in pg_rows(
+        s, "SELECT window_start, event, event_count, unique_users, unique_items FROM {schema}.windowed_stats"))
+    in_delta = sorted(delta_rows(GOLD_WINDOWED_STATS.path(s), "SELECT window_start::TIMESTAMP, event, event_count, "
+                                                              "unique_users, unique_items FROM t"))
+    assert len(expected) > 20
+    assert in_postgres == expected
+    assert in_delta == expected
+
+    # Trending: every stored score is the weighted sum over its 10-minute window in silver.
+    (checked,) = pg_rows(s, "SELECT count(*) FROM {schema}.trending_items")
+    assert checked[0] > 0
+    window, item, score = pg_rows(s, "SELECT window_start, item_id, score FROM {schema}.trending_items "
+                                     "ORDER BY score DESC, window_start LIMIT 1")[0]
+    start_ms = int(window.timestamp() * 1000)
+    (recomputed,) = delta_rows(SILVER_EVENTS.path(s), f"""
+        SELECT sum(CASE event WHEN 'view' THEN 1 WHEN 'addtocart' THEN 3 WHEN 'like' THEN 4
+                              WHEN 'transaction' THEN 5 END)
+        FROM t WHERE item_id = {item} AND ts >= {start_ms} AND ts < {start_ms + 600_000}""")
+    assert recomputed[0] == score
+
+
+def _stream_process(settings, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "CLICKREC_KAFKA_TOPIC": settings.kafka_topic, "CLICKREC_LAKE_ROOT": settings.lake_uri,
+           "CLICKREC_STREAM_APP_ID": settings.stream_app_id, "CLICKREC_GOLD_SCHEMA": settings.gold_schema,
+           "CLICKREC_SPARK_DRIVER_MEMORY": "1g"}
+    return subprocess.Popen([sys.executable, "-m", "spark_jobs.clickstream_stream", *args], cwd=PROJECT_ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(stream_settings):
+    records, valid_ids, _reasons = message_mix(60_000, seed=9)
+    produce(stream_settings.kafka_bootstrap_servers, stream_settings.kafka_topic, records)
+    s = stream_settings
+
+    job = _stream_process(s, "--trigger", "0.5", "--max-offsets-per-trigger", "5000")
+    deadline = time.monotonic() + 240
+    batches = 0
+    while time.monotonic() < deadline and job.poll() is None:
+        time.sleep(1)
+        try:
+            batches = delta_rows(OPS_STREAM_BATCHES.path(s), "SELECT count(*) FROM t")[0][0]
+        except Exception:  # noqa: BLE001 - the table may not exist yet
+            continue
+        if batches >= 2:
+            break
+    assert job.poll() is None, job.stderr.read().decode()[-3000:]
+    assert batches >= 2
+    os.killpg(job.pid, signal.SIGKILL)  # the Python driver and its JVM, mid-batch
+    job.wait(30)
+    silver_at_kill = delta_rows(SILVER_EVENTS.path(s), "SELECT count(*) FROM t")[0][0]
+    assert silver_at_kill < len(valid_ids)  # it really was stopped midway
+
+    restart = _stream_process(s, "--available-now")
+    _out, err = restart.communicate(timeout=600)
+    assert restart.returncode == 0, err.decode()[-3000:]
+
+    (count, distinct), = delta_rows(SILVER_EVENTS.path(s), "SELECT count(*), count(DISTINCT event_id) FROM t")
+    assert count == distinct == len(valid_ids)
+    assert delta_rows(BRONZE_CLICKSTREAM.path(s), "SELECT count(*), count(DISTINCT (partition, \"offset\")) FROM t"
+                      ) == [(len(records), len(records))]
+    assert pg_rows(s, "SELECT sum(event_count) FROM {schema}.event_statistics") == [(len(valid_ids),)]
+    assert pg_rows(s, "SELECT sum(event_count) FROM {schema}.windowed_stats") == [(len(valid_ids),)]
+    assert delta_rows(GOLD_EVENT_STATISTICS.path(s), "SELECT sum(event_count) FROM t") == [(len(valid_ids),)]
+
+
+def test_replaying_a_batch_changes_nothing(stream_settings, spark):
+    from spark_jobs.clickstream_stream import prepare
+    from spark_jobs.refine import RefineBatch
+
+    records, valid_ids, _reasons = message_mix(1_000, seed=13)
+    s = stream_settings
+    prepare(spark, s)
+    batch = spark.createDataFrame(
+        [(k, v, s.kafka_topic, 0, i) for i, (k, v) in enumerate(records)],
+        "key binary, value binary, topic string, partition int, offset bigint",
+    ).selectExpr("*", "current_timestamp() AS kafka_timestamp")
+    refine = RefineBatch(s)
+
+    def snapshot():
+        return {
+            "silver": delta_rows(SILVER_EVENTS.path(s), "SELECT count(*), count(DISTINCT event_id) FROM t"),
+            "quarantine": delta_rows(SILVER_QUARANTINE.path(s), "SELECT count(*) FROM t"),
+            "windows": sorted(pg_rows(s, "SELECT window_start, event, event_count, unique_users, unique_items "
+                                         "FROM {schema}.windowed_stats")),
+            "trending": sorted(pg_rows(s, "SELECT window_start, item_id, score, rank FROM {schema}.trending_items")),
+            "totals": sorted(pg_rows(s, "SELECT event, event_count, first_event_at, last_event_at "
+                                        "FROM {schema}.event_statistics")),
+            "recent": sorted(pg_rows(s, "SELECT visitor_id, item_id, last_event, last_seen_at "
+                                        "FROM {schema}.user_recent_items")),
+            "live": sorted(pg_rows(s, "SELECT event_id FROM {schema}.live_clickstream_events")),
+            "delta_totals": sorted(delta_rows(GOLD_EVENT_STATISTICS.path(s), "SELECT event, event_count FROM t")),
+        }
+
+    refine(batch, 7)
+    first = snapshot()
+    assert first["silver"] == [(len(valid_ids), len(valid_ids))]
+    refine(batch, 7)  # Spark replays a batch whose commit it did not record
+    assert snapshot() == first

@@ -1,0 +1,120 @@
+"""One micro-batch of bronze records → silver events, quarantine, streaming gold and Postgres.
+
+Exactly once, end to end. Spark replays a batch whose commit it did not record, with the same id
+and the same bronze rows, so every write here is keyed on that id:
+- Delta appends carry ``txnAppId``/``txnVersion`` = (app id, batch id): a replayed append is skipped;
+- the rows new to silver are those whose ``event_id`` no earlier batch wrote, which is the same on
+  a replay whether or not this batch's own append had landed (silver rows carry the app id and
+  batch id that wrote them);
+- gold recomputes whole windows from silver, and Postgres increments are booked per batch id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from clickrec_platform.events.contract import FIELD_NAMES
+from clickrec_platform.events.spark_parse import REASON, parse_events
+from clickrec_platform.lake.tables import OPS_STREAM_BATCHES, SILVER_EVENTS, SILVER_QUARANTINE
+from clickrec_platform.settings import Settings
+from spark_jobs.gold import update_gold
+
+log = logging.getLogger("clickrec.stream")
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    batch_id: int
+    bronze_rows: int
+    silver_rows: int
+    quarantined_rows: int
+    duplicate_rows: int
+    seconds: float
+
+    @property
+    def reconciles(self) -> bool:
+        return self.bronze_rows == self.silver_rows + self.quarantined_rows + self.duplicate_rows
+
+
+def append_once(frame: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+    """Append unless this (app id, batch id) already committed to the table."""
+    (frame.write.format("delta").mode("append")
+     .option("txnAppId", app_id).option("txnVersion", batch_id).save(path))
+
+
+class RefineBatch:
+    """The ``foreachBatch`` function of the refine query (a callable, so it carries its settings)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.app_id = settings.stream_app_id
+        self.silver_path = SILVER_EVENTS.path(settings)
+        self.last: BatchCounts | None = None
+
+    def __call__(self, bronze: DataFrame, batch_id: int) -> None:
+        started = time.time()
+        spark = bronze.sparkSession
+        parsed = parse_events(bronze.withColumn("value_text", F.col("value").cast("string")), "value_text")
+        parsed = parsed.persist()
+        try:
+            bronze_rows = parsed.count()
+            quarantined = parsed.where(F.col(REASON).isNotNull()).select(
+                F.col("key").cast("string").alias("raw_key"), F.col("value_text").alias("raw_value"),
+                "topic", F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"),
+                "kafka_timestamp", F.col(REASON).alias("reason"), F.lit(batch_id).cast("bigint").alias("ingest_batch"),
+                F.current_timestamp().alias("ingested_at"))
+            append_once(quarantined, SILVER_QUARANTINE.path(self.settings), f"{self.app_id}-quarantine", batch_id)
+            quarantined_rows = bronze_rows - parsed.where(F.col(REASON).isNull()).count()
+
+            new_events = self._new_events(spark, parsed, batch_id).persist()
+            try:
+                silver_rows = new_events.count()
+                append_once(new_events, self.silver_path, f"{self.app_id}-silver", batch_id)
+                update_gold(spark, self.settings, new_events, batch_id)
+            finally:
+                new_events.unpersist()
+        finally:
+            parsed.unpersist()
+
+        counts = BatchCounts(batch_id, bronze_rows, silver_rows, quarantined_rows,
+                             bronze_rows - silver_rows - quarantined_rows, time.time() - started)
+        ops_row = spark.createDataFrame(
+            [(batch_id, bronze_rows, silver_rows, quarantined_rows, counts.duplicate_rows, started, counts.seconds)],
+            "batch_id bigint, bronze_rows bigint, silver_rows bigint, quarantined_rows bigint, "
+            "duplicate_rows bigint, started_at double, seconds double",
+        ).withColumn("started_at", F.col("started_at").cast("timestamp"))
+        append_once(ops_row, OPS_STREAM_BATCHES.path(self.settings), f"{self.app_id}-ops", batch_id)
+        self.last = counts
+        log.info("batch %d: bronze %d = silver %d + quarantined %d + duplicates %d (%.1fs)", batch_id,
+                 bronze_rows, silver_rows, quarantined_rows, counts.duplicate_rows, counts.seconds)
+
+    def _new_events(self, spark, parsed: DataFrame, batch_id: int) -> DataFrame:
+        """Valid events whose id no earlier batch wrote, one row per id (the first in Kafka order).
+
+        The same event always has the same event time, so earlier copies can only sit in the same
+        ``event_date`` partitions: the lookup reads just those.
+        """
+        valid = (parsed.where(F.col(REASON).isNull())
+                 .select(*FIELD_NAMES,
+                         (F.col("ts") / 1000).cast("timestamp").alias("event_time"),
+                         F.to_date((F.col("ts") / 1000).cast("timestamp")).alias("event_date"),
+                         F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"),
+                         F.lit(self.app_id).alias("ingest_app"),
+                         F.lit(batch_id).cast("bigint").alias("ingest_batch"),
+                         F.current_timestamp().alias("ingested_at")))
+        first_copy = Window.partitionBy("event_id").orderBy("kafka_partition", "kafka_offset")
+        unique = valid.withColumn("_copy", F.row_number().over(first_copy)).where("_copy = 1").drop("_copy")
+        dates = [row.event_date for row in unique.select("event_date").distinct().collect()]
+        if not dates:
+            return unique
+        # Earlier = any batch of another app id (an older checkpoint), or an earlier one of this.
+        this_or_later = (F.col("ingest_app") == self.app_id) & (F.col("ingest_batch") >= batch_id)
+        earlier = (spark.read.format("delta").load(self.silver_path)
+                   .where(F.col("event_date").isin(dates) & ~this_or_later)
+                   .select("event_id"))
+        return unique.join(earlier, "event_id", "left_anti")
