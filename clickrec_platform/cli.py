@@ -62,16 +62,47 @@ def up(names: ServiceNames = None) -> None:
 
 
 @app.command()
-def demo() -> None:
-    """Run the platform end to end on the local stack (today: bring it up and show where everything is)."""
+def demo(
+    events: Annotated[int, typer.Option(help="Generated events to stream through the lakehouse (0: skip).")
+                      ] = 200_000,
+) -> None:
+    """Run the platform end to end on the local stack: services up, generated traffic through Kafka
+    into the lake (bronze → silver → gold) and Postgres, then where to look."""
+    started = time.monotonic()
     up(None)
-    status(as_json=False)
     settings = get_settings()
-    console.print(f"\nDagster UI  {settings.dagster_url}\nMLflow UI   {settings.tracking_uri}\n"
+    if events > 0:
+        from clickrec_platform.producer.kafka_sink import KafkaEventSink
+        from clickrec_platform.producer.pacing import FastPacer
+        from clickrec_platform.producer.run import produce_frames
+        from clickrec_platform.sources.generator import GeneratorConfig, generate_events
+        from spark_jobs.clickstream_stream import StreamOptions, run
+
+        console.rule(f"producing {events:,} generated events to Kafka")
+        sink = KafkaEventSink(settings, settings.kafka_topic, settings.state_dir / "producer" / "demo.dlq.jsonl")
+        seed = int(time.time())  # new events (and ids) on every demo run
+        summary = produce_frames(generate_events(GeneratorConfig(events=events, seed=seed, days=7)), sink,
+                                 FastPacer())
+        console.print(f"sent {summary.delivered:,} events at {summary.events_per_second:,.0f}/s")
+        console.rule("streaming Kafka → bronze → silver → gold (available-now)")
+        result = run(settings, StreamOptions(available_now=True,
+                                             max_offsets_per_trigger=settings.stream_max_offsets_per_trigger,
+                                             max_files_per_trigger=settings.stream_max_files_per_trigger))
+        console.print("seconds per query: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
+        console.rule("what landed")
+        sql("SELECT sum(bronze_rows) AS bronze, sum(silver_rows) AS silver, sum(quarantined_rows) AS quarantined, "
+            "sum(duplicate_rows) AS duplicates FROM ops.stream_batches", output="table", limit=5)
+        sql("SELECT event, event_count, first_event_at, last_event_at FROM gold.event_statistics "
+            "ORDER BY event_count DESC", output="table", limit=10)
+    console.rule("where to look")
+    console.print(f"Dagster UI  {settings.dagster_url}\nMLflow UI   {settings.tracking_uri}\n"
                   f"Kafka       {settings.kafka_bootstrap_servers} (topic {settings.kafka_topic})\n"
                   f"PostgreSQL  {settings.postgres_host}:{settings.postgres_port} "
-                  f"(databases {settings.postgres_db}, {settings.dagster_db}, {settings.mlflow_db})\n"
-                  f"Lake        {settings.lake_uri}")
+                  f"(databases {settings.postgres_db}, {settings.dagster_db}, {settings.mlflow_db}; "
+                  f"schema {settings.gold_schema})\n"
+                  f"Lake        {settings.lake_uri}  (clickrec sql \"SELECT count(*) FROM silver.events\")\n"
+                  f"demo took {time.monotonic() - started:.0f}s")
+    status(as_json=False)
 
 
 @app.command()
@@ -248,6 +279,58 @@ def produce(
         raise typer.Exit(code=2)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def stream(ctx: typer.Context) -> None:
+    """Run the streaming job (Kafka → bronze → silver/quarantine → gold, Postgres live tables).
+
+    Options: --available-now (catch up, then stop), --trigger SECONDS, --max-offsets-per-trigger N,
+    --max-files-per-trigger N. Stops cleanly on SIGTERM/Ctrl-C.
+    """
+    from spark_jobs.clickstream_stream import main as stream_main
+
+    stream_main(list(ctx.args))
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL over the lake's tables, e.g. 'SELECT count(*) FROM silver.events'.")],
+    output: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    limit: Annotated[int, typer.Option(help="Rows to show at most (table format).")] = 50,
+) -> None:
+    """Query the Delta tables with DuckDB; every table is a view named <layer>.<name>."""
+    import duckdb
+
+    from clickrec_platform.lake.duck import lake_connection
+
+    con = lake_connection(get_settings())
+    try:
+        result = con.sql(query)
+    except duckdb.Error as exc:
+        raise _fail(f"{type(exc).__name__}: {exc}") from exc
+    if result is None:
+        return
+    if output == "csv":
+        typer.echo(result.df().to_csv(index=False), nl=False)
+    elif output == "json":
+        typer.echo(result.df().to_json(orient="records", date_format="iso"))
+    else:
+        table = Table(*result.columns)
+        for row in result.fetchmany(limit):
+            table.add_row(*("" if v is None else str(v) for v in row))
+        console.print(table)
+
+
+@app.command()
+def optimize(
+    vacuum_hours: Annotated[int | None, typer.Option(help="Also VACUUM files older than this many hours.")] = None,
+) -> None:
+    """Compact the small files streaming leaves in bronze and silver (Delta OPTIMIZE)."""
+    from clickrec_platform.lake.maintenance import compact
+
+    for line in compact(get_settings(), vacuum_hours=vacuum_hours):
+        console.print(line)
+
+
 bench = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
 app.add_typer(bench, name="bench")
 
@@ -267,6 +350,28 @@ def bench_produce(
     except BrokerUnreachable as exc:
         raise _fail(str(exc)) from exc
     for line in run_produce_benchmark(settings, events, repeats).lines():
+        console.print(line, highlight=False)
+
+
+@bench.command("stream-catchup")
+def bench_stream_catchup(events: Annotated[int, typer.Option(help="Events to ingest.")] = 2_000_000) -> None:
+    """Catch-up ingest Kafka → silver (+ gold): events/s of an available-now run on a fresh lake."""
+    from clickrec_platform.benchmarks.stream import run_catchup_benchmark
+
+    for line in run_catchup_benchmark(get_settings(), events):
+        console.print(line, highlight=False)
+
+
+@bench.command("stream-latency")
+def bench_stream_latency(
+    probes: Annotated[int, typer.Option(help="Probe events to time.")] = 40,
+    background_rate: Annotated[float, typer.Option(help="Background events/s while probing.")] = 500.0,
+    trigger: Annotated[float, typer.Option(help="Micro-batch trigger interval in seconds.")] = 1.0,
+) -> None:
+    """Continuous mode: seconds from produce to the row visible in Postgres, p50/p95."""
+    from clickrec_platform.benchmarks.stream import run_latency_benchmark
+
+    for line in run_latency_benchmark(get_settings(), probes, background_rate, trigger):
         console.print(line, highlight=False)
 
 

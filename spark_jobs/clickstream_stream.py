@@ -1,9 +1,9 @@
 """The streaming lakehouse job: Kafka → bronze → silver/quarantine → gold (Delta and Postgres).
 
-Two Structured Streaming queries, each with its own checkpoint under ``<lake>/_checkpoints/``:
+Three Structured Streaming queries, each with its own checkpoint under ``<lake>/_checkpoints/``:
 - ``bronze``: every Kafka record as received, through Delta's exactly-once streaming sink;
-- ``refine``: new bronze rows, micro-batch by micro-batch, through ``RefineBatch``
-  (silver, quarantine, streaming gold, Postgres live tables; idempotent on the batch id).
+- ``refine``: new bronze rows → silver and quarantine (``RefineBatch``, idempotent on the batch id);
+- ``gold``: new silver rows → streaming gold in Delta and the Postgres live tables (``GoldBatch``).
 
 ``--available-now`` catches up with what is there and stops (backfills, tests); otherwise the
 queries run every ``--trigger`` seconds until SIGTERM/Ctrl-C, which stops them cleanly. Killed
@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 
 import psycopg
@@ -23,12 +24,26 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from clickrec_platform.lake.spark import spark_session
-from clickrec_platform.lake.tables import BRONZE_CLICKSTREAM, STREAM_TABLES, table_path
+from clickrec_platform.lake.tables import (
+    BRONZE_CLICKSTREAM,
+    SILVER_EVENTS,
+    STREAM_TABLES,
+    LakeTable,
+    table_path,
+)
 from clickrec_platform.serving.live_tables import ensure_live_tables
 from clickrec_platform.settings import Settings
+from spark_jobs.gold import GoldBatch
 from spark_jobs.refine import RefineBatch
 
 log = logging.getLogger("clickrec.stream")
+
+
+@dataclass
+class StreamRun:
+    refine: RefineBatch
+    gold: GoldBatch
+    seconds: dict[str, float]  # per query, in available-now mode
 
 
 @dataclass(frozen=True)
@@ -67,12 +82,13 @@ def start_bronze(spark: SparkSession, settings: Settings, options: StreamOptions
             .trigger(**_trigger(options)).start(BRONZE_CLICKSTREAM.path(settings)))
 
 
-def start_refine(spark: SparkSession, settings: Settings, options: StreamOptions,
-                 refine: RefineBatch) -> StreamingQuery:
-    bronze = (spark.readStream.format("delta").option("maxFilesPerTrigger", options.max_files_per_trigger)
-              .load(BRONZE_CLICKSTREAM.path(settings)))
-    return (bronze.writeStream.foreachBatch(refine).queryName("refine")
-            .option("checkpointLocation", checkpoint(settings, "refine"))
+def start_foreach_batch(spark: SparkSession, settings: Settings, options: StreamOptions, name: str,
+                        source: LakeTable, function) -> StreamingQuery:
+    """A query over the new rows of a Delta table, handed to ``function`` micro-batch by micro-batch."""
+    rows = (spark.readStream.format("delta").option("maxFilesPerTrigger", options.max_files_per_trigger)
+            .load(source.path(settings)))
+    return (rows.writeStream.foreachBatch(function).queryName(name)
+            .option("checkpointLocation", checkpoint(settings, name))
             .trigger(**_trigger(options)).start())
 
 
@@ -85,18 +101,26 @@ def prepare(spark: SparkSession, settings: Settings) -> None:
 
 
 def run(settings: Settings, options: StreamOptions, spark: SparkSession | None = None,
-        stop: threading.Event | None = None) -> RefineBatch:
+        stop: threading.Event | None = None) -> StreamRun:
     """Run the job; in available-now mode until caught up, else until ``stop`` is set."""
     spark = spark or spark_session(settings, app_name="clickrec-stream")
     prepare(spark, settings)
-    refine = RefineBatch(settings)
+    refine, gold = RefineBatch(settings), GoldBatch(settings)
+    starters = {
+        "bronze": lambda: start_bronze(spark, settings, options),
+        "refine": lambda: start_foreach_batch(spark, settings, options, "refine", BRONZE_CLICKSTREAM, refine),
+        "gold": lambda: start_foreach_batch(spark, settings, options, "gold", SILVER_EVENTS, gold),
+    }
+    result = StreamRun(refine, gold, {})
     if options.available_now:
-        # Bronze first, then refine over all of it: one catch-up pass each.
-        start_bronze(spark, settings, options).awaitTermination()
-        start_refine(spark, settings, options, refine).awaitTermination()
-        return refine
+        # One catch-up pass per layer, each over all that the layer before it wrote.
+        for name, start in starters.items():
+            started = time.perf_counter()
+            start().awaitTermination()
+            result.seconds[name] = time.perf_counter() - started
+        return result
     stop = stop or threading.Event()
-    queries = [start_bronze(spark, settings, options), start_refine(spark, settings, options, refine)]
+    queries = [start() for start in starters.values()]
     try:
         while not stop.is_set():
             for query in queries:
@@ -106,7 +130,7 @@ def run(settings: Settings, options: StreamOptions, spark: SparkSession | None =
     finally:
         for query in queries:
             query.stop()
-    return refine
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:

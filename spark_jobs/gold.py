@@ -1,13 +1,16 @@
-"""Streaming gold, per micro-batch: the windows a batch touched, recomputed from silver.
+"""Streaming gold, per micro-batch of new silver rows: the windows they touched, recomputed from silver.
 
 Recomputing a whole window from silver (rather than adding the batch to a running state) keeps
 distinct counts exact, lets late events land in their own window, and makes every write a
 replacement that a replayed batch repeats to the same result. Totals that are increments
-(``event_statistics``) are booked once per batch id instead.
+(``event_statistics``) are booked once per batch id instead. The gold query reads silver as a
+stream with its own checkpoint, so a replayed batch brings the same rows and the same id.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
@@ -29,6 +32,8 @@ from clickrec_platform.serving.live_tables import (
     upsert_recent_items,
 )
 from clickrec_platform.settings import Settings
+
+log = logging.getLogger("clickrec.stream")
 
 STATS_WINDOW_MS = 5 * 60_000
 TRENDING_LENGTH_MS = 10 * 60_000
@@ -133,8 +138,9 @@ def add_event_statistics(spark: SparkSession, path: str, increments: DataFrame, 
          .whenNotMatchedInsertAll().execute())
 
 
-def update_gold(spark: SparkSession, settings: Settings, new_events: DataFrame, batch_id: int) -> None:
-    """Gold tables in Delta and Postgres for the events this batch added to silver."""
+def update_gold(spark: SparkSession, settings: Settings, new_events: DataFrame, batch_id: int, timer) -> None:
+    """Gold tables in Delta and Postgres for the events this batch added to silver (``timer``: a
+    ``StageTimer`` that is told how long each part took)."""
     app_id = settings.stream_app_id
     stats_windows = sorted({r.w for r in new_events.select(
         (F.floor(F.col("ts") / STATS_WINDOW_MS) * STATS_WINDOW_MS).alias("w")).distinct().collect()})
@@ -150,11 +156,15 @@ def update_gold(spark: SparkSession, settings: Settings, new_events: DataFrame, 
         F.max("event_time").alias("last_event_at"))
         .withColumn("updated_at", F.current_timestamp()))
     try:
-        merge_replacing(spark, GOLD_WINDOWED_STATS.path(settings), stats, ["window_start", "event"], "window_start")
-        merge_replacing(spark, GOLD_TRENDING_ITEMS.path(settings), trending, ["window_start", "item_id"],
-                        "window_start")
-        add_event_statistics(spark, GOLD_EVENT_STATISTICS.path(settings), increments,
-                             f"{app_id}-event-statistics", batch_id)
+        with timer.stage("gold-windows"):
+            merge_replacing(spark, GOLD_WINDOWED_STATS.path(settings), stats, ["window_start", "event"],
+                            "window_start")
+        with timer.stage("gold-trending"):
+            merge_replacing(spark, GOLD_TRENDING_ITEMS.path(settings), trending, ["window_start", "item_id"],
+                            "window_start")
+        with timer.stage("gold-totals"):
+            add_event_statistics(spark, GOLD_EVENT_STATISTICS.path(settings), increments,
+                                 f"{app_id}-event-statistics", batch_id)
 
         recent = (new_events.where(F.col("item_id").isNotNull())
                   .groupBy("visitor_id", "item_id")
@@ -165,7 +175,7 @@ def update_gold(spark: SparkSession, settings: Settings, new_events: DataFrame, 
         live = (new_events.orderBy(F.desc("ts"), F.asc("event_id")).limit(settings.live_events_per_batch)
                 .select("event_id", F.col("event_time").alias("ts"), "visitor_id", "event", "item_id",
                         "session_id", "source"))
-        with psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
+        with timer.stage("postgres"), psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
             schema = settings.gold_schema
             replace_windows(conn, "windowed_stats", stats.drop("updated_at").toArrow(),
                             [datetime.fromtimestamp(w / 1000, UTC) for w in stats_windows], schema=schema)
@@ -180,3 +190,21 @@ def update_gold(spark: SparkSession, settings: Settings, new_events: DataFrame, 
     finally:
         stats.unpersist()
         trending.unpersist()
+
+
+class GoldBatch:
+    """The ``foreachBatch`` function of the gold query: its micro-batch is the silver rows added."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def __call__(self, new_silver_rows: DataFrame, batch_id: int) -> None:
+        from spark_jobs.refine import StageTimer
+
+        started, timer = time.perf_counter(), StageTimer()
+        rows = new_silver_rows.persist()
+        try:
+            update_gold(rows.sparkSession, self.settings, rows, batch_id, timer)
+        finally:
+            rows.unpersist()
+        log.info("gold batch %d (%.1fs: %s)", batch_id, time.perf_counter() - started, timer.summary())

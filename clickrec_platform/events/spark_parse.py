@@ -38,9 +38,8 @@ def _sql_list(values) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values))
 
 
-def _reason_cases(value_column: str) -> list[tuple[str, Column]]:
-    """(condition, reason) in the order `decode` and `check_event` test them; first match wins."""
-    rules = VALIDATION_RULES
+def _shape_cases(value_column: str) -> list[tuple[str, Column]]:
+    """(condition, reason) for JSON that is not a contract-shaped object, in `decode`'s order."""
     cases: list[tuple[str, Column]] = [
         (f"{_PARSED} IS NULL", F.lit("malformed_json")),
         (f"NOT startswith(ltrim({value_column}), '{{')", F.lit("not_object")),
@@ -64,7 +63,14 @@ def _reason_cases(value_column: str) -> list[tuple[str, Column]]:
             cases.append((f"{kind} NOT IN ('BIGINT', 'VOID')", F.lit(f"bad_type:{spec.name}")))
         else:
             cases.append((f"{kind} NOT IN ('STRING', 'VOID')", F.lit(f"bad_type:{spec.name}")))
-    # From here on every field has its contract type; the rules of `check_event`, in its order.
+    return cases
+
+
+def _rule_cases() -> list[tuple[str, Column]]:
+    """(condition, reason) for the rules of `check_event`, in its order, over typed columns."""
+    rules = VALIDATION_RULES
+    cases: list[tuple[str, Column]] = [
+        (f"schema_version != {SCHEMA_VERSION}", F.lit("unsupported_schema_version"))]
     for name in rules.non_empty_fields:
         cases.append((f"{name} = ''", F.lit(f"empty_field:{name}")))
     cases.append((f"event NOT IN ({_sql_list(rules.event_types)})",
@@ -88,15 +94,58 @@ def _version() -> FieldSpec:
     return next(spec for spec in FIELDS if spec.name == "schema_version")
 
 
+def _fast_path_shape(value_column: str) -> Column:
+    """True when the raw text is exactly the compact form `encode` writes (contract key order, no
+    spaces), each value of its field's type; such a row is certain to parse as ``from_json`` reads
+    it. Anything else (another producer's key order, spaces) takes the exact, slower VARIANT path.
+    One anchored regex without lookaheads: a single linear pass over the text.
+    """
+    number, text = r"-?[0-9]+", r'"(?:[^"\\]|\\.)*"'
+    parts = []
+    for spec in FIELDS:
+        value = number if spec.python_type is int else text
+        if spec.nullable:
+            value = f"(?:{value}|null)"
+        parts.append(f'"{spec.name}":{value}')
+    return F.col(value_column).rlike("^\\{" + ",".join(parts) + "\\}$")
+
+
+def _case(cases: list[tuple[str, Column]], otherwise: Column) -> Column:
+    expression: Column | None = None
+    for condition, code in cases:
+        expression = (F.when(F.expr(condition), code) if expression is None
+                      else expression.when(F.expr(condition), code))
+    return otherwise if expression is None else expression.otherwise(otherwise)
+
+
 def parse_events(frame: DataFrame, value_column: str = "value") -> DataFrame:
     """``frame`` plus one typed column per contract field and ``reject_reason`` (null when valid).
 
-    ``value_column`` holds the Kafka value as a string.
+    ``value_column`` holds the Kafka value as a string. Rows whose raw text shows them to be
+    well-shaped are parsed with ``from_json`` and checked against the rules alone; the rest go
+    through a VARIANT, which tells a missing key, a JSON null and each wrong type apart, exactly as
+    `decode` does.
     """
-    parsed = frame.withColumn(_PARSED, F.expr(f"try_parse_json({value_column})"))
-    typed = parsed.select("*", *[_typed(spec).alias(spec.name) for spec in FIELDS])
-    reason: Column | None = None
-    for condition, code in _reason_cases(value_column):
-        reason = (F.when(F.expr(condition), code) if reason is None
-                  else reason.when(F.expr(condition), code))
-    return typed.withColumn(REASON, reason.otherwise(F.lit(None).cast("string"))).drop(_PARSED)
+    from clickrec_platform.events.contract import spark_schema
+
+    fast_schema = spark_schema().add("_corrupt", "string")
+    fast = F.from_json(F.col(value_column), fast_schema,
+                       {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"})
+    # inline(array(...)) makes from_json a generator's input, evaluated once per row; as a plain
+    # column, the optimizer would copy it into every field that reads it.
+    staged = frame.select("*", F.inline(F.array(fast)))
+    certain = _fast_path_shape(value_column) & F.col("_corrupt").isNull()
+    for spec in FIELDS:
+        if not spec.nullable:
+            certain = certain & F.col(spec.name).isNotNull()
+    certain = F.coalesce(certain, F.lit(False))
+    no_reason = F.lit(None).cast("string")
+    staged = staged.withColumn("_certain", certain)
+    # Where the fast path is not certain, the VARIANT decides the types and the reason.
+    variant = F.when(~F.col("_certain"), F.expr(f"try_parse_json({value_column})"))
+    staged = staged.withColumn(_PARSED, variant).select(
+        *frame.columns, "_certain", _PARSED,
+        *[F.when(F.col("_certain"), F.col(spec.name)).otherwise(_typed(spec)).alias(spec.name) for spec in FIELDS])
+    reason = F.when(F.col("_certain"), _case(_rule_cases(), no_reason)).otherwise(
+        _case(_shape_cases(value_column), _case(_rule_cases(), no_reason)))
+    return staged.withColumn(REASON, reason).drop(_PARSED, "_certain")

@@ -30,3 +30,27 @@ def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
                                            "autoload_known_extensions": "false"})
     con.execute(f"LOAD '{delta_extension_path()}'")
     return con
+
+
+def delta_tables(lake_root: str | Path) -> list[tuple[str, str, Path]]:
+    """(layer, name, path) of every Delta table directly under ``<lake>/<layer>/``."""
+    root = Path(lake_root)
+    return sorted((log.parent.parent.name, log.parent.name, log.parent)
+                  for log in root.glob("*/*/_delta_log") if not log.parent.parent.name.startswith("_"))
+
+
+def register_lake(con: duckdb.DuckDBPyConnection, lake_root: str | Path) -> list[str]:
+    """A view per Delta table, named ``<layer>.<name>`` (``silver.events``); returns the names."""
+    names = []
+    for layer, name, path in delta_tables(lake_root):
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
+        con.execute(f"""CREATE OR REPLACE VIEW "{layer}"."{name}" AS SELECT * FROM delta_scan('{path}')""")
+        names.append(f"{layer}.{name}")
+    return names
+
+
+def lake_connection(settings) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with every table of the settings' lake as a view: the notebook entry point."""
+    con = connect()
+    register_lake(con, settings.lake_uri)
+    return con

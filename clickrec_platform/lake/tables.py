@@ -25,6 +25,7 @@ class LakeTable:
     schema: str  # Spark DDL column list
     partition_by: tuple[str, ...] = ()
     description: str = ""
+    properties: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -41,6 +42,8 @@ class LakeTable:
                    .addColumns(spark.createDataFrame([], self.schema).schema).comment(self.description))
         if self.partition_by:
             builder = builder.partitionedBy(*self.partition_by)
+        for key, value in self.properties:
+            builder = builder.property(key, value)
         builder.execute()
         return self.path(settings)
 
@@ -51,6 +54,8 @@ BRONZE_CLICKSTREAM = LakeTable(
     "kafka_timestamp_type int, ingested_at timestamp, ingest_date date",
     partition_by=("ingest_date",),
     description="Every Kafka record as received, with its Kafka coordinates.",
+    # File statistics on the raw key and value bytes would cost writes and skip nothing.
+    properties=(("delta.dataSkippingStatsColumns", "topic,partition,offset,kafka_timestamp,ingested_at"),),
 )
 SILVER_EVENTS = LakeTable(
     "silver", "events",

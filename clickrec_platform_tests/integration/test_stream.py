@@ -76,7 +76,7 @@ def pg_rows(settings, query: str) -> list[tuple]:
         return conn.execute(sql.SQL(query).format(schema=sql.Identifier(settings.gold_schema))).fetchall()
 
 
-def test_available_now_run_reconciles_and_quarantines_with_reasons(stream_settings, spark):
+def test_available_now_run_reconciles_and_quarantines_with_reasons(stream_settings, spark, monkeypatch):
     records, valid_ids, bad_reasons = message_mix(3_000, seed=21)
     produce(stream_settings.kafka_bootstrap_servers, stream_settings.kafka_topic, records)
 
@@ -99,6 +99,34 @@ def test_available_now_run_reconciles_and_quarantines_with_reasons(stream_settin
     per_type = Counter(r[0] for r in delta_rows(SILVER_EVENTS.path(s), "SELECT event FROM t"))
     assert dict(pg_rows(s, "SELECT event, event_count FROM {schema}.event_statistics")) == per_type
     assert dict(delta_rows(GOLD_EVENT_STATISTICS.path(s), "SELECT event, event_count FROM t")) == per_type
+
+    # The example notebook runs top to bottom over this lake, and its reconciliation adds up.
+    namespace = run_notebook(PROJECT_ROOT / "notebooks" / "explore_lake.ipynb", s, monkeypatch)
+    assert {"silver.events", "silver.quarantine", "ops.stream_batches"} <= {
+        f"{schema}.{name}" for schema, name in namespace["con"].sql(
+            "SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+
+
+def run_notebook(path, settings, monkeypatch) -> dict:
+    """Execute every code cell in order (as Jupyter would) with the settings pointing at ``settings``."""
+    import ast
+    import json
+
+    import clickrec_platform.settings as settings_module
+
+    monkeypatch.setattr(settings_module, "get_settings", lambda: settings)
+    namespace: dict = {}
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        body = ast.parse("".join(cell["source"]))
+        last = body.body.pop() if body.body and isinstance(body.body[-1], ast.Expr) else None
+        exec(compile(body, path.name, "exec"), namespace)  # noqa: S102
+        if last is not None:  # what Jupyter would display: run it for real
+            shown = eval(compile(ast.Expression(last.value), path.name, "eval"), namespace)  # noqa: S307
+            rows = shown.fetchall() if hasattr(shown, "fetchall") else shown
+            assert len(rows) > 0, f"empty result in {path.name}: {ast.unparse(last)}"
+    return namespace
 
 
 def test_gold_windows_equal_an_independent_duckdb_computation(stream_settings, spark):
@@ -178,6 +206,7 @@ def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(stream_sett
 
 def test_replaying_a_batch_changes_nothing(stream_settings, spark):
     from spark_jobs.clickstream_stream import prepare
+    from spark_jobs.gold import GoldBatch
     from spark_jobs.refine import RefineBatch
 
     records, valid_ids, _reasons = message_mix(1_000, seed=13)
@@ -204,8 +233,16 @@ def test_replaying_a_batch_changes_nothing(stream_settings, spark):
             "delta_totals": sorted(delta_rows(GOLD_EVENT_STATISTICS.path(s), "SELECT event, event_count FROM t")),
         }
 
-    refine(batch, 7)
+    gold = GoldBatch(s)
+
+    def process_batch_7():
+        refine(batch, 7)
+        silver_rows = spark.read.format("delta").load(SILVER_EVENTS.path(s)).where("ingest_batch = 7")
+        gold(silver_rows, 7)
+
+    process_batch_7()
     first = snapshot()
     assert first["silver"] == [(len(valid_ids), len(valid_ids))]
-    refine(batch, 7)  # Spark replays a batch whose commit it did not record
+    assert first["totals"] and first["windows"] and first["recent"] and first["live"]
+    process_batch_7()  # Spark replays a batch whose commit it did not record
     assert snapshot() == first

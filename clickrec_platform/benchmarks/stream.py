@@ -1,0 +1,156 @@
+"""`clickrec bench stream-catchup` and `clickrec bench stream-latency`.
+
+Both run the real job against the local stack, on a topic, lake folder, app id and Postgres schema
+of their own, which they remove afterwards.
+- catch-up: N generated events are produced first, then one available-now run ingests them;
+  figures are events/s end to end and per stage (bronze; refine = silver, quarantine, gold).
+- latency: the job runs continuously while background traffic flows; probe events (fresh
+  visitors, stamped now) are produced one at a time and timed until each one's row is visible in
+  Postgres ``user_recent_items`` (the job commits ``windowed_stats`` before it, in the same batch).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import psycopg
+from confluent_kafka import Producer
+from confluent_kafka.admin import NewTopic
+from psycopg import sql
+
+from clickrec_platform.events.codec import encode, kafka_key
+from clickrec_platform.events.contract import Event
+from clickrec_platform.producer.kafka_sink import KafkaEventSink
+from clickrec_platform.producer.pacing import FastPacer, RatePacer
+from clickrec_platform.producer.run import produce_frames
+from clickrec_platform.settings import PROJECT_ROOT, Settings
+from clickrec_platform.sources.generator import GeneratorConfig, generate_events
+from clickrec_platform.stack.kafka import admin_client
+
+
+@contextmanager
+def scratch_settings(settings: Settings) -> Iterator[Settings]:
+    tag = uuid.uuid4().hex[:8]
+    topic = f"bench-stream-{tag}"
+    admin = admin_client(settings.kafka_bootstrap_servers)
+    admin.create_topics([NewTopic(topic, settings.kafka_topic_partitions, 1)])[topic].result(30)
+    with tempfile.TemporaryDirectory(prefix="clickrec-bench-") as lake:
+        scratch = settings.model_copy(update={"kafka_topic": topic, "lake_root": lake,
+                                              "stream_app_id": f"bench-{tag}", "gold_schema": f"bench_{tag}"})
+        try:
+            yield scratch
+        finally:
+            admin.delete_topics([topic])[topic].result(30)
+            with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(scratch.gold_schema)))
+
+
+def _produce_generated(settings: Settings, events: int, pacer=None, stop: threading.Event | None = None,
+                       seed: int = 17, start=None) -> int:
+    config = GeneratorConfig(events=events, seed=seed, **({"start_date": start} if start else {}))
+    sink = KafkaEventSink(settings, settings.kafka_topic, settings.state_dir / "bench" / "stream.dlq.jsonl")
+    summary = produce_frames(generate_events(config), sink, pacer or FastPacer(), progress=False, stop=stop)
+    return summary.delivered
+
+
+def run_catchup_benchmark(settings: Settings, events: int) -> list[str]:
+    from spark_jobs.clickstream_stream import StreamOptions, run
+
+    with scratch_settings(settings) as scratch:
+        produced = _produce_generated(scratch, events)
+        options = StreamOptions(available_now=True, max_offsets_per_trigger=scratch.stream_max_offsets_per_trigger,
+                                max_files_per_trigger=scratch.stream_max_files_per_trigger)
+        started = time.perf_counter()
+        result = run(scratch, options)
+        total_s = time.perf_counter() - started
+    seconds = result.seconds
+    to_silver = seconds["bronze"] + seconds["refine"]
+    return [
+        f"events produced: {produced:,}; settings: {settings.spark_master}, shuffle partitions "
+        f"{settings.spark_shuffle_partitions}, maxOffsetsPerTrigger {options.max_offsets_per_trigger}, "
+        f"maxFilesPerTrigger {options.max_files_per_trigger}",
+        f"Kafka → silver (bronze + refine queries):    {produced / to_silver:>9,.0f} events/s ({to_silver:.1f}s)",
+        f"  bronze (Kafka → Delta, as received):       {produced / seconds['bronze']:>9,.0f} events/s "
+        f"({seconds['bronze']:.1f}s)",
+        f"  refine (parse, validate, dedup → silver):  {produced / seconds['refine']:>9,.0f} events/s "
+        f"({seconds['refine']:.1f}s)",
+        f"  gold (windows, trending, totals, Postgres): {produced / seconds['gold']:>9,.0f} events/s "
+        f"({seconds['gold']:.1f}s)",
+        f"whole run incl. Spark start and table setup: {total_s:.1f}s",
+    ]
+
+
+def run_latency_benchmark(settings: Settings, probes: int, background_rate: float, trigger_s: float) -> list[str]:
+    with scratch_settings(settings) as scratch:
+        env = {**os.environ, "CLICKREC_KAFKA_TOPIC": scratch.kafka_topic, "CLICKREC_LAKE_ROOT": scratch.lake_uri,
+               "CLICKREC_STREAM_APP_ID": scratch.stream_app_id, "CLICKREC_GOLD_SCHEMA": scratch.gold_schema}
+        job = subprocess.Popen([sys.executable, "-m", "spark_jobs.clickstream_stream", "--trigger", str(trigger_s)],
+                               cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=True)
+        stop = threading.Event()
+        background = threading.Thread(target=_produce_generated, daemon=True, kwargs=dict(
+            settings=scratch, events=10_000_000, pacer=RatePacer(background_rate), stop=stop,
+            start=datetime.now(UTC).date()))
+        latencies: list[float] = []
+        try:
+            background.start()
+            producer = Producer({"bootstrap.servers": scratch.kafka_bootstrap_servers, "acks": "all",
+                                 "enable.idempotence": True, "linger.ms": 0})
+            with psycopg.connect(scratch.postgres_dsn(), autocommit=True) as conn:
+                # The first batches start Spark and create tables: wait until the job is warm.
+                warmup = 9_000_000_000_000
+                _send_probe(producer, scratch.kafka_topic, warmup)
+                _wait_until_visible(conn, scratch, warmup, timeout_s=180, job=job)
+                for i in range(probes):
+                    visitor = warmup + 1 + i
+                    sent = time.perf_counter()
+                    _send_probe(producer, scratch.kafka_topic, visitor)
+                    _wait_until_visible(conn, scratch, visitor, timeout_s=60, job=job)
+                    latencies.append(time.perf_counter() - sent)
+                    time.sleep(0.5)
+        finally:
+            stop.set()
+            os.killpg(job.pid, signal.SIGTERM)
+            job.wait(60)
+    latencies.sort()
+    p95 = latencies[max(0, int(round(0.95 * len(latencies))) - 1)]
+    return [
+        f"probes: {len(latencies)} with background traffic at {background_rate:,.0f} events/s, trigger {trigger_s}s",
+        f"produce → visible in Postgres gold.user_recent_items (and its windowed_stats window): "
+        f"p50 {statistics.median(latencies):.2f}s, p95 {p95:.2f}s, max {latencies[-1]:.2f}s",
+    ]
+
+
+def _send_probe(producer: Producer, topic: str, visitor_id: int) -> None:
+    now_ms = int(time.time() * 1000)
+    event = Event(event_id=uuid.uuid4().hex, ts=now_ms, visitor_id=visitor_id, event="view", item_id=1,
+                  session_id=f"probe-{visitor_id}", source="latency-probe")
+    producer.produce(topic, encode(event), kafka_key(visitor_id))
+    producer.flush(10)
+
+
+def _wait_until_visible(conn, settings: Settings, visitor_id: int, timeout_s: float, job: subprocess.Popen) -> None:
+    query = sql.SQL("SELECT 1 FROM {}.user_recent_items WHERE visitor_id = %s").format(
+        sql.Identifier(settings.gold_schema))
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        if job.poll() is not None:
+            raise RuntimeError(f"stream job exited: {job.stderr.read().decode()[-2000:]}")
+        try:
+            if conn.execute(query, (visitor_id,)).fetchone():
+                return
+        except psycopg.errors.UndefinedTable:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"probe visitor {visitor_id} not visible after {timeout_s}s")
