@@ -154,18 +154,10 @@ def update_gold(spark: SparkSession, settings: Settings, new_events: DataFrame, 
     increments = (new_events.groupBy("event").agg(
         F.count("*").alias("event_count"), F.min("event_time").alias("first_event_at"),
         F.max("event_time").alias("last_event_at"))
-        .withColumn("updated_at", F.current_timestamp()))
+        .withColumn("updated_at", F.current_timestamp())).persist()
     try:
-        with timer.stage("gold-windows"):
-            merge_replacing(spark, GOLD_WINDOWED_STATS.path(settings), stats, ["window_start", "event"],
-                            "window_start")
-        with timer.stage("gold-trending"):
-            merge_replacing(spark, GOLD_TRENDING_ITEMS.path(settings), trending, ["window_start", "item_id"],
-                            "window_start")
-        with timer.stage("gold-totals"):
-            add_event_statistics(spark, GOLD_EVENT_STATISTICS.path(settings), increments,
-                                 f"{app_id}-event-statistics", batch_id)
-
+        # Postgres first: it is what the API and SQL consumers read, so it should not wait for the
+        # Delta MERGEs. Each side is idempotent on its own, so the order is free.
         recent = (new_events.where(F.col("item_id").isNotNull())
                   .groupBy("visitor_id", "item_id")
                   .agg(F.max_by("event", "ts").alias("last_event"), F.max("event_time").alias("last_seen_at")))
@@ -187,9 +179,18 @@ def update_gold(spark: SparkSession, settings: Settings, new_events: DataFrame, 
                                 schema=schema)
             insert_live_events(conn, live.toArrow(),
                                retention=timedelta(minutes=settings.live_events_retention_minutes), schema=schema)
+        with timer.stage("gold-windows"):
+            merge_replacing(spark, GOLD_WINDOWED_STATS.path(settings), stats, ["window_start", "event"],
+                            "window_start")
+        with timer.stage("gold-trending"):
+            merge_replacing(spark, GOLD_TRENDING_ITEMS.path(settings), trending, ["window_start", "item_id"],
+                            "window_start")
+        with timer.stage("gold-totals"):
+            add_event_statistics(spark, GOLD_EVENT_STATISTICS.path(settings), increments,
+                                 f"{app_id}-event-statistics", batch_id)
     finally:
-        stats.unpersist()
-        trending.unpersist()
+        for frame in (stats, trending, increments):
+            frame.unpersist()
 
 
 class GoldBatch:

@@ -95,9 +95,10 @@ class RefineBatch:
                 "kafka_timestamp", F.col(REASON).alias("reason"), F.lit(batch_id).cast("bigint").alias("ingest_batch"),
                 F.current_timestamp().alias("ingested_at"))
             with timer.stage("quarantine"):
-                append_once(quarantined, SILVER_QUARANTINE.path(self.settings), f"{self.app_id}-quarantine",
-                            batch_id)
                 quarantined_rows = bronze_rows - parsed.where(F.col(REASON).isNull()).count()
+                if quarantined_rows:  # an empty append would still cost a Delta commit
+                    append_once(quarantined, SILVER_QUARANTINE.path(self.settings),
+                                f"{self.app_id}-quarantine", batch_id)
 
             new_events = self._new_events(spark, parsed, batch_id).persist()
             try:

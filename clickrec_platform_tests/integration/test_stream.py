@@ -160,20 +160,22 @@ def test_gold_windows_equal_an_independent_duckdb_computation(stream_settings, s
     assert recomputed[0] == score
 
 
-def _stream_process(settings, *args: str) -> subprocess.Popen:
+def _stream_process(settings, log_path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "CLICKREC_KAFKA_TOPIC": settings.kafka_topic, "CLICKREC_LAKE_ROOT": settings.lake_uri,
            "CLICKREC_STREAM_APP_ID": settings.stream_app_id, "CLICKREC_GOLD_SCHEMA": settings.gold_schema,
            "CLICKREC_SPARK_DRIVER_MEMORY": "1g"}
-    return subprocess.Popen([sys.executable, "-m", "spark_jobs.clickstream_stream", *args], cwd=PROJECT_ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    with open(log_path, "ab") as log:  # a file, not a pipe: an unread pipe fills up and stalls the job
+        return subprocess.Popen([sys.executable, "-m", "spark_jobs.clickstream_stream", *args], cwd=PROJECT_ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(stream_settings):
+def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(stream_settings, tmp_path):
     records, valid_ids, _reasons = message_mix(60_000, seed=9)
     produce(stream_settings.kafka_bootstrap_servers, stream_settings.kafka_topic, records)
     s = stream_settings
 
-    job = _stream_process(s, "--trigger", "0.5", "--max-offsets-per-trigger", "5000")
+    log_path = tmp_path / "stream.log"
+    job = _stream_process(s, log_path, "--trigger", "0.5", "--max-offsets-per-trigger", "5000")
     deadline = time.monotonic() + 240
     batches = 0
     while time.monotonic() < deadline and job.poll() is None:
@@ -184,16 +186,15 @@ def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(stream_sett
             continue
         if batches >= 2:
             break
-    assert job.poll() is None, job.stderr.read().decode()[-3000:]
+    assert job.poll() is None, log_path.read_text()[-3000:]
     assert batches >= 2
     os.killpg(job.pid, signal.SIGKILL)  # the Python driver and its JVM, mid-batch
     job.wait(30)
     silver_at_kill = delta_rows(SILVER_EVENTS.path(s), "SELECT count(*) FROM t")[0][0]
     assert silver_at_kill < len(valid_ids)  # it really was stopped midway
 
-    restart = _stream_process(s, "--available-now")
-    _out, err = restart.communicate(timeout=600)
-    assert restart.returncode == 0, err.decode()[-3000:]
+    restart = _stream_process(s, log_path, "--available-now")
+    assert restart.wait(timeout=600) == 0, log_path.read_text()[-3000:]
 
     (count, distinct), = delta_rows(SILVER_EVENTS.path(s), "SELECT count(*), count(DISTINCT event_id) FROM t")
     assert count == distinct == len(valid_ids)
