@@ -32,6 +32,7 @@ from clickrec_platform.serving.live_tables import (
     upsert_recent_items,
 )
 from clickrec_platform.settings import Settings
+from spark_jobs.refine import StageTimer
 
 log = logging.getLogger("clickrec.stream")
 
@@ -138,9 +139,9 @@ def add_event_statistics(spark: SparkSession, path: str, increments: DataFrame, 
          .whenNotMatchedInsertAll().execute())
 
 
-def update_gold(spark: SparkSession, settings: Settings, new_events: DataFrame, batch_id: int, timer) -> None:
-    """Gold tables in Delta and Postgres for the events this batch added to silver (``timer``: a
-    ``StageTimer`` that is told how long each part took)."""
+def update_gold(spark: SparkSession, settings: Settings, new_events: DataFrame, batch_id: int,
+                timer: StageTimer) -> None:
+    """Gold tables in Delta and Postgres for the events this batch added to silver."""
     app_id = settings.stream_app_id
     stats_windows = sorted({r.w for r in new_events.select(
         (F.floor(F.col("ts") / STATS_WINDOW_MS) * STATS_WINDOW_MS).alias("w")).distinct().collect()})
@@ -200,8 +201,6 @@ class GoldBatch:
         self.settings = settings
 
     def __call__(self, new_silver_rows: DataFrame, batch_id: int) -> None:
-        from spark_jobs.refine import StageTimer
-
         started, timer = time.perf_counter(), StageTimer()
         rows = new_silver_rows.persist()
         try:

@@ -81,7 +81,7 @@ class DagsterWebserverService(_DagsterProcess):
             name=self.name,
             argv=[self._bin("dagster-webserver"), "-h", s.bind_host, "-p", str(s.dagster_port),
                   "-w", str(WORKSPACE)],
-            env=self._env(), cwd=PROJECT_ROOT, state_dir=s.state_dir,
+            env=self._env, cwd=PROJECT_ROOT, state_dir=s.state_dir,
             ready=lambda: self.health().ok, ports=[(s.bind_host, s.dagster_port)],
             cmdline_marker="dagster-webserver",
         )
@@ -110,7 +110,7 @@ class DagsterDaemonService(_DagsterProcess):
         s = self.settings
         return ManagedProcess(
             name=self.name, argv=[self._bin("dagster-daemon"), "run", "-w", str(WORKSPACE)],
-            env=self._env(), cwd=PROJECT_ROOT, state_dir=s.state_dir,
+            env=self._env, cwd=PROJECT_ROOT, state_dir=s.state_dir,
             ready=lambda: self.health().ok, cmdline_marker="dagster-daemon",
         )
 

@@ -117,7 +117,7 @@ class KafkaService(LocalService):
     def process(self) -> ManagedProcess:
         host, port = self._listener
         return ManagedProcess(
-            name=self.name, argv=self._java_argv("kafka.Kafka", str(self.config_file)),
+            name=self.name, argv=lambda: self._java_argv("kafka.Kafka", str(self.config_file)),
             state_dir=self.settings.state_dir, ready=lambda: self.health().ok,
             ports=[(host, port), (host, self.settings.kafka_controller_port)],
             cmdline_marker=str(self.config_file),

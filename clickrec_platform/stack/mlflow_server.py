@@ -28,7 +28,7 @@ class MlflowService(LocalService):
                   "--workers", "1", "--serve-artifacts",
                   "--artifacts-destination", s.mlflow_artifacts_dir.as_uri()],
             # Through the environment, so the password never shows in the process list.
-            env={"MLFLOW_BACKEND_STORE_URI": s.postgres_dsn(s.mlflow_db, driver="postgresql+psycopg2")},
+            env=lambda: {"MLFLOW_BACKEND_STORE_URI": s.postgres_dsn(s.mlflow_db, driver="postgresql+psycopg2")},
             state_dir=s.state_dir, ready=lambda: self.health().ok,
             ports=[(s.bind_host, s.mlflow_port)], cmdline_marker="mlflow",
         )

@@ -56,9 +56,10 @@ class PostgresService(LocalService):
         if os.geteuid() != 0 or self._reachable_by_postgres(preferred):
             return preferred
         # The checkout sits where the postgres user cannot go (e.g. under /root): keep the cluster
-        # in Debian's own place, one per clickrec home.
-        digest = hashlib.sha1(str(self.settings.home.resolve()).encode()).hexdigest()[:12]
-        return Path("/var/lib/postgresql/clickrec") / digest
+        # in Debian's own place, one per clickrec home and password, so that a home whose state was
+        # wiped (a fresh clone at the same path) never meets a cluster it has no password for.
+        identity = f"{self.settings.home.resolve()}\0{self.settings.ensure_local_password()}"
+        return Path("/var/lib/postgresql/clickrec") / hashlib.sha1(identity.encode()).hexdigest()[:12]
 
     @staticmethod
     def _reachable_by_postgres(path: Path) -> bool:
@@ -82,6 +83,11 @@ class PostgresService(LocalService):
     def prepare(self) -> None:
         """Create the cluster once (its data directory survives `down`/`up`)."""
         if (self.data_dir / "PG_VERSION").exists():
+            if self.settings.postgres_password is None:
+                raise ServiceError(
+                    f"A PostgreSQL cluster exists at {self.data_dir}, but its password is unknown "
+                    f"({self.settings.local_password_file} is missing): set CLICKREC_POSTGRES_PASSWORD, "
+                    f"or remove {self.data_dir} to start with a new, empty cluster.")
             return
         password = self.settings.ensure_local_password()
         self.data_dir.mkdir(parents=True, exist_ok=True)

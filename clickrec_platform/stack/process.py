@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -73,11 +73,13 @@ class ManagedProcess:
     """One long-running process started in its own session, tracked by a pid file."""
 
     name: str
-    argv: Sequence[str]
+    # The command; a callable is built only when starting (e.g. a classpath that needs resolved jars).
+    argv: Sequence[str] | Callable[[], Sequence[str]]
     state_dir: Path
     ready: Callable[[], bool]
     ports: Sequence[tuple[str, int]] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
+    # Built only when starting, so that finding or stopping a process never needs its secrets.
+    env: Callable[[], Mapping[str, str]] = dict
     cwd: Path | None = None
     # A word that must appear in /proc/<pid>/cmdline, so a recycled pid is never taken for ours.
     cmdline_marker: str = ""
@@ -129,8 +131,8 @@ class ManagedProcess:
             log.write(f"\n=== clickrec: starting {self.name} at {time.strftime('%F %T')}\n".encode())
             log.flush()
             proc = subprocess.Popen(
-                list(self.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.cwd, env={**os.environ, **self.env}, start_new_session=True,
+                list(self.argv() if callable(self.argv) else self.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.cwd, env={**os.environ, **self.env()}, start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
         if wait_until(self.ready, timeout_s, abort=lambda: proc.poll() is not None):

@@ -1,0 +1,49 @@
+"""Stack services without any server running: what `down` and `status` need, and clear refusals."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from clickrec_platform.settings import Settings
+from clickrec_platform.stack import services
+from clickrec_platform.stack.postgres import PostgresService
+from clickrec_platform.stack.process import ServiceError
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    monkeypatch.delenv("CLICKREC_POSTGRES_PASSWORD", raising=False)
+    return Settings(home=tmp_path)
+
+
+def test_stopping_and_finding_services_needs_no_secret(fresh):
+    assert fresh.postgres_password is None or fresh.local_password_file.exists()
+    for service in services(fresh):
+        assert service.process().pid() is None
+        assert service.stop() is False
+
+
+def test_a_cluster_whose_password_was_lost_is_never_started_blind(fresh):
+    postgres = PostgresService(fresh)
+    cluster = postgres.data_dir
+    created = not cluster.exists()
+    try:
+        cluster.mkdir(parents=True, exist_ok=True)
+        (cluster / "PG_VERSION").write_text("15\n")
+        fresh.local_password_file.unlink(missing_ok=True)  # the home's state was wiped
+        again = PostgresService(Settings(home=fresh.home))
+        if again.data_dir == cluster:  # the cluster lives in the home: refuse, saying why
+            with pytest.raises(ServiceError, match="password is unknown"):
+                again.prepare()
+        else:  # root, cluster outside the home: keyed by the password, so a new one is made
+            assert not (again.data_dir / "PG_VERSION").exists()
+    finally:
+        if created and not str(cluster).startswith(str(fresh.home)):
+            shutil.rmtree(cluster, ignore_errors=True)
+
+
+def test_unknown_service_names_are_refused(fresh):
+    with pytest.raises(ValueError, match="unknown service"):
+        services(fresh, ["kafka", "zookeeper"])
