@@ -72,17 +72,13 @@ def demo(
     up(None)
     settings = get_settings()
     if events > 0:
-        from clickrec_platform.producer.kafka_sink import KafkaEventSink
-        from clickrec_platform.producer.pacing import FastPacer
-        from clickrec_platform.producer.run import produce_frames
-        from clickrec_platform.sources.generator import GeneratorConfig, generate_events
+        from clickrec_platform.producer.run import produce_generated
+        from clickrec_platform.sources.generator import GeneratorConfig
         from spark_jobs.clickstream_stream import StreamOptions, run
 
         console.rule(f"producing {events:,} generated events to Kafka")
-        sink = KafkaEventSink(settings, settings.kafka_topic, settings.state_dir / "producer" / "demo.dlq.jsonl")
         seed = int(time.time())  # new events (and ids) on every demo run
-        summary = produce_frames(generate_events(GeneratorConfig(events=events, seed=seed, days=7)), sink,
-                                 FastPacer())
+        summary = produce_generated(settings, GeneratorConfig(events=events, seed=seed, days=7))
         console.print(f"sent {summary.delivered:,} events at {summary.events_per_second:,.0f}/s")
         console.rule("streaming Kafka → bronze → silver → gold (available-now)")
         result = run(settings, StreamOptions(available_now=True,

@@ -31,11 +31,10 @@ from psycopg import sql
 
 from clickrec_platform.events.codec import encode, kafka_key
 from clickrec_platform.events.contract import Event
-from clickrec_platform.producer.kafka_sink import KafkaEventSink
-from clickrec_platform.producer.pacing import FastPacer, RatePacer
-from clickrec_platform.producer.run import produce_frames
+from clickrec_platform.producer.pacing import RatePacer
+from clickrec_platform.producer.run import produce_generated
 from clickrec_platform.settings import PROJECT_ROOT, Settings
-from clickrec_platform.sources.generator import GeneratorConfig, generate_events
+from clickrec_platform.sources.generator import GeneratorConfig
 from clickrec_platform.stack.kafka import admin_client
 
 
@@ -59,9 +58,7 @@ def scratch_settings(settings: Settings) -> Iterator[Settings]:
 def _produce_generated(settings: Settings, events: int, pacer=None, stop: threading.Event | None = None,
                        seed: int = 17, start=None) -> int:
     config = GeneratorConfig(events=events, seed=seed, **({"start_date": start} if start else {}))
-    sink = KafkaEventSink(settings, settings.kafka_topic, settings.state_dir / "bench" / "stream.dlq.jsonl")
-    summary = produce_frames(generate_events(config), sink, pacer or FastPacer(), progress=False, stop=stop)
-    return summary.delivered
+    return produce_generated(settings, config, pacer, progress=False, stop=stop).delivered
 
 
 def run_catchup_benchmark(settings: Settings, events: int) -> list[str]:

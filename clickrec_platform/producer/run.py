@@ -20,7 +20,9 @@ from tqdm import tqdm
 
 from clickrec_platform.events.batch import encode_batch
 from clickrec_platform.producer.kafka_sink import KafkaEventSink
-from clickrec_platform.producer.pacing import Pacer, due_slices
+from clickrec_platform.producer.pacing import FastPacer, Pacer, due_slices
+from clickrec_platform.settings import Settings
+from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 
 # Sent between checks of the clock and of a stop request: small enough to stop promptly.
 MAX_SLICE = 50_000
@@ -142,3 +144,11 @@ def produce_frames(
         failed_by_reason=dict(sink.failed_by_reason), source_rejected=source_rejected(),
         seconds=clock() - started, stopped_early=stop.is_set(), dead_letter_path=sink.dead_letter_path,
     )
+
+
+def produce_generated(settings: Settings, config: GeneratorConfig, pacer: Pacer | None = None, *,
+                      progress: bool = True, stop: threading.Event | None = None) -> ProduceSummary:
+    """Generated events to the settings' topic (as `clickrec demo` and the benchmarks send them)."""
+    sink = KafkaEventSink(settings, settings.kafka_topic,
+                          settings.state_dir / "producer" / f"dead-letter-{time.strftime('%Y%m%dT%H%M%S')}.jsonl")
+    return produce_frames(generate_events(config), sink, pacer or FastPacer(), progress=progress, stop=stop)
