@@ -81,10 +81,10 @@ def demo(
         summary = produce_generated(settings, GeneratorConfig(events=events, seed=seed, days=7))
         console.print(f"sent {summary.delivered:,} events at {summary.events_per_second:,.0f}/s")
         console.rule("streaming Kafka → bronze → silver → gold (available-now)")
-        result = run(settings, StreamOptions(available_now=True,
+        seconds = run(settings, StreamOptions(available_now=True,
                                              max_offsets_per_trigger=settings.stream_max_offsets_per_trigger,
                                              max_files_per_trigger=settings.stream_max_files_per_trigger))
-        console.print("seconds per query: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
+        console.print("seconds per query: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
         console.rule("what landed")
         sql("SELECT sum(bronze_rows) AS bronze, sum(silver_rows) AS silver, sum(quarantined_rows) AS quarantined, "
             "sum(duplicate_rows) AS duplicates FROM ops.stream_batches", output="table", limit=5)

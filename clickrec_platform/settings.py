@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     def dagster_url(self) -> str:
         return f"http://{self.bind_host}:{self.dagster_port}"
 
+    def as_environment(self, *names: str) -> dict[str, str]:
+        """These fields as the environment variables that set them, for a child process."""
+        return {f"CLICKREC_{name.upper()}": str(getattr(self, name)) for name in names}
+
     def ensure_local_password(self) -> str:
         """Return the Postgres password, generating and storing one for the local cluster if unset."""
         if self.postgres_password is None:

@@ -39,13 +39,6 @@ from spark_jobs.refine import RefineBatch
 log = logging.getLogger("clickrec.stream")
 
 
-@dataclass
-class StreamRun:
-    refine: RefineBatch
-    gold: GoldBatch
-    seconds: dict[str, float]  # per query, in available-now mode
-
-
 @dataclass(frozen=True)
 class StreamOptions:
     available_now: bool = False
@@ -101,8 +94,9 @@ def prepare(spark: SparkSession, settings: Settings) -> None:
 
 
 def run(settings: Settings, options: StreamOptions, spark: SparkSession | None = None,
-        stop: threading.Event | None = None) -> StreamRun:
-    """Run the job; in available-now mode until caught up, else until ``stop`` is set."""
+        stop: threading.Event | None = None) -> dict[str, float]:
+    """Run the job; in available-now mode until caught up (returning seconds per query), else until
+    ``stop`` is set."""
     spark = spark or spark_session(settings, app_name="clickrec-stream")
     prepare(spark, settings)
     refine, gold = RefineBatch(settings), GoldBatch(settings)
@@ -111,14 +105,14 @@ def run(settings: Settings, options: StreamOptions, spark: SparkSession | None =
         "refine": lambda: start_foreach_batch(spark, settings, options, "refine", BRONZE_CLICKSTREAM, refine),
         "gold": lambda: start_foreach_batch(spark, settings, options, "gold", SILVER_EVENTS, gold),
     }
-    result = StreamRun(refine, gold, {})
+    seconds: dict[str, float] = {}
     if options.available_now:
         # One catch-up pass per layer, each over all that the layer before it wrote.
         for name, start in starters.items():
             started = time.perf_counter()
             start().awaitTermination()
-            result.seconds[name] = time.perf_counter() - started
-        return result
+            seconds[name] = time.perf_counter() - started
+        return seconds
     stop = stop or threading.Event()
     queries = [start() for start in starters.values()]
     try:
@@ -130,7 +124,7 @@ def run(settings: Settings, options: StreamOptions, spark: SparkSession | None =
     finally:
         for query in queries:
             query.stop()
-    return result
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> None:

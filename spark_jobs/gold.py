@@ -60,13 +60,17 @@ def _dates_covering(starts_ms: list[int], length_ms: int) -> list[date]:
     return sorted(days)
 
 
+def _in_windows(rows: DataFrame, window_starts_ms: list[int], length_ms: int) -> DataFrame:
+    """The rows whose window ``w`` is one of ``window_starts_ms``, reading only the days they cover."""
+    touched = rows.sparkSession.createDataFrame([(w,) for w in window_starts_ms], "w bigint")
+    return (rows.where(F.col("event_date").isin(_dates_covering(window_starts_ms, length_ms)))
+            .join(F.broadcast(touched), "w"))
+
+
 def windowed_stats(silver: DataFrame, window_starts_ms: list[int]) -> DataFrame:
     """Per touched 5-minute window and event type: events, distinct visitors, distinct items."""
-    spark = silver.sparkSession
-    touched = spark.createDataFrame([(w,) for w in window_starts_ms], "w bigint")
-    rows = (silver.where(F.col("event_date").isin(_dates_covering(window_starts_ms, STATS_WINDOW_MS)))
-            .withColumn("w", F.floor(F.col("ts") / STATS_WINDOW_MS) * STATS_WINDOW_MS)
-            .join(F.broadcast(touched), "w"))
+    rows = _in_windows(silver.withColumn("w", F.floor(F.col("ts") / STATS_WINDOW_MS) * STATS_WINDOW_MS),
+                       window_starts_ms, STATS_WINDOW_MS)
     return (rows.groupBy("w", "event")
             .agg(F.count("*").alias("event_count"), F.countDistinct("visitor_id").alias("unique_users"),
                  F.countDistinct("item_id").alias("unique_items"))
@@ -77,15 +81,12 @@ def windowed_stats(silver: DataFrame, window_starts_ms: list[int]) -> DataFrame:
 
 def trending_items(silver: DataFrame, window_starts_ms: list[int], top_n: int) -> DataFrame:
     """Top items per touched 10-minute window (sliding by 5), scored by interaction weight."""
-    spark = silver.sparkSession
-    touched = spark.createDataFrame([(w,) for w in window_starts_ms], "w bigint")
     slide = F.floor(F.col("ts") / TRENDING_SLIDE_MS) * TRENDING_SLIDE_MS
-    rows = (silver.where(F.col("event_date").isin(_dates_covering(window_starts_ms, TRENDING_LENGTH_MS))
-                         & F.col("item_id").isNotNull())
-            .withColumn("weight", _weight()).where(F.col("weight").isNotNull())
-            # An event belongs to the window starting in its slide and to the one starting a slide earlier.
-            .withColumn("w", F.explode(F.array(slide, slide - TRENDING_SLIDE_MS)))
-            .join(F.broadcast(touched), "w"))
+    weighted = (silver.where(F.col("item_id").isNotNull())
+                .withColumn("weight", _weight()).where(F.col("weight").isNotNull())
+                # An event belongs to the window starting in its slide and to the one a slide earlier.
+                .withColumn("w", F.explode(F.array(slide, slide - TRENDING_SLIDE_MS))))
+    rows = _in_windows(weighted, window_starts_ms, TRENDING_LENGTH_MS)
     scored = rows.groupBy("w", "item_id").agg(F.sum("weight").alias("score"), F.count("*").alias("event_count"))
     ranking = Window.partitionBy("w").orderBy(F.desc("score"), F.asc("item_id"))
     return (scored.withColumn("rank", F.row_number().over(ranking)).where(F.col("rank") <= top_n)

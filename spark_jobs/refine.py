@@ -46,20 +46,6 @@ class StageTimer:
         return ", ".join(f"{name} {secs:.1f}s" for name, secs in self.seconds.items())
 
 
-@dataclass(frozen=True)
-class BatchCounts:
-    batch_id: int
-    bronze_rows: int
-    silver_rows: int
-    quarantined_rows: int
-    duplicate_rows: int
-    seconds: float
-
-    @property
-    def reconciles(self) -> bool:
-        return self.bronze_rows == self.silver_rows + self.quarantined_rows + self.duplicate_rows
-
-
 def append_once(frame: DataFrame, path: str, app_id: str, batch_id: int) -> None:
     """Append unless this (app id, batch id) already committed to the table."""
     (frame.write.format("delta").mode("append")
@@ -73,7 +59,6 @@ class RefineBatch:
         self.settings = settings
         self.app_id = settings.stream_app_id
         self.silver_path = SILVER_EVENTS.path(settings)
-        self.last: BatchCounts | None = None
 
     def __call__(self, bronze: DataFrame, batch_id: int) -> None:
         started = time.time()
@@ -111,17 +96,16 @@ class RefineBatch:
         finally:
             parsed.unpersist()
 
-        counts = BatchCounts(batch_id, bronze_rows, silver_rows, quarantined_rows,
-                             bronze_rows - silver_rows - quarantined_rows, time.time() - started)
+        duplicate_rows = bronze_rows - silver_rows - quarantined_rows
+        seconds = time.time() - started
         ops_row = spark.createDataFrame(
-            [(batch_id, bronze_rows, silver_rows, quarantined_rows, counts.duplicate_rows, started, counts.seconds)],
+            [(batch_id, bronze_rows, silver_rows, quarantined_rows, duplicate_rows, started, seconds)],
             "batch_id bigint, bronze_rows bigint, silver_rows bigint, quarantined_rows bigint, "
             "duplicate_rows bigint, started_at double, seconds double",
         ).withColumn("started_at", F.col("started_at").cast("timestamp"))
         append_once(ops_row, OPS_STREAM_BATCHES.path(self.settings), f"{self.app_id}-ops", batch_id)
-        self.last = counts
         log.info("refine batch %d: bronze %d = silver %d + quarantined %d + duplicates %d (%.1fs: %s)", batch_id,
-                 bronze_rows, silver_rows, quarantined_rows, counts.duplicate_rows, counts.seconds, timer.summary())
+                 bronze_rows, silver_rows, quarantined_rows, duplicate_rows, seconds, timer.summary())
 
     def _new_events(self, spark, parsed: DataFrame, batch_id: int) -> DataFrame:
         """Valid events whose id no earlier batch wrote, one row per id.
@@ -130,9 +114,8 @@ class RefineBatch:
         ``event_date`` partitions: the lookup reads just those.
         """
         valid = (parsed.where(F.col(REASON).isNull())
-                 .select(*FIELD_NAMES,
-                         (F.col("ts") / 1000).cast("timestamp").alias("event_time"),
-                         F.to_date((F.col("ts") / 1000).cast("timestamp")).alias("event_date"),
+                 .withColumn("event_time", F.timestamp_millis("ts"))
+                 .select(*FIELD_NAMES, "event_time", F.to_date("event_time").alias("event_date"),
                          F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"),
                          F.lit(self.app_id).alias("ingest_app"),
                          F.lit(batch_id).cast("bigint").alias("ingest_batch"),

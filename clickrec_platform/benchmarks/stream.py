@@ -16,17 +16,13 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import psycopg
 from confluent_kafka import Producer
-from confluent_kafka.admin import NewTopic
 from psycopg import sql
 
 from clickrec_platform.events.codec import encode, kafka_key
@@ -35,24 +31,7 @@ from clickrec_platform.producer.pacing import RatePacer
 from clickrec_platform.producer.run import produce_generated
 from clickrec_platform.settings import PROJECT_ROOT, Settings
 from clickrec_platform.sources.generator import GeneratorConfig
-from clickrec_platform.stack.kafka import admin_client
-
-
-@contextmanager
-def scratch_settings(settings: Settings) -> Iterator[Settings]:
-    tag = uuid.uuid4().hex[:8]
-    topic = f"bench-stream-{tag}"
-    admin = admin_client(settings.kafka_bootstrap_servers)
-    admin.create_topics([NewTopic(topic, settings.kafka_topic_partitions, 1)])[topic].result(30)
-    with tempfile.TemporaryDirectory(prefix="clickrec-bench-") as lake:
-        scratch = settings.model_copy(update={"kafka_topic": topic, "lake_root": lake,
-                                              "stream_app_id": f"bench-{tag}", "gold_schema": f"bench_{tag}"})
-        try:
-            yield scratch
-        finally:
-            admin.delete_topics([topic])[topic].result(30)
-            with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(scratch.gold_schema)))
+from clickrec_platform.stack.scratch import ISOLATED_FIELDS, scratch_settings
 
 
 def _produce_generated(settings: Settings, events: int, pacer=None, stop: threading.Event | None = None,
@@ -64,14 +43,13 @@ def _produce_generated(settings: Settings, events: int, pacer=None, stop: thread
 def run_catchup_benchmark(settings: Settings, events: int) -> list[str]:
     from spark_jobs.clickstream_stream import StreamOptions, run
 
-    with scratch_settings(settings) as scratch:
+    with scratch_settings(settings, "bench") as scratch:
         produced = _produce_generated(scratch, events)
         options = StreamOptions(available_now=True, max_offsets_per_trigger=scratch.stream_max_offsets_per_trigger,
                                 max_files_per_trigger=scratch.stream_max_files_per_trigger)
         started = time.perf_counter()
-        result = run(scratch, options)
+        seconds = run(scratch, options)
         total_s = time.perf_counter() - started
-    seconds = result.seconds
     to_silver = seconds["bronze"] + seconds["refine"]
     return [
         f"events produced: {produced:,}; settings: {settings.spark_master}, shuffle partitions "
@@ -90,9 +68,8 @@ def run_catchup_benchmark(settings: Settings, events: int) -> list[str]:
 
 def run_latency_benchmark(settings: Settings, probes: int, background_rate: float, trigger_s: float,
                           probe_timeout_s: float = 60.0) -> list[str]:
-    with scratch_settings(settings) as scratch:
-        env = {**os.environ, "CLICKREC_KAFKA_TOPIC": scratch.kafka_topic, "CLICKREC_LAKE_ROOT": scratch.lake_uri,
-               "CLICKREC_STREAM_APP_ID": scratch.stream_app_id, "CLICKREC_GOLD_SCHEMA": scratch.gold_schema}
+    with scratch_settings(settings, "bench") as scratch:
+        env = {**os.environ, **scratch.as_environment(*ISOLATED_FIELDS)}
         job_log = scratch.state_dir / "bench" / f"{scratch.stream_app_id}.log"
         job_log.parent.mkdir(parents=True, exist_ok=True)
         with job_log.open("wb") as log_file:  # a pipe nobody reads would fill up and stall the job

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 
 import orjson
@@ -28,6 +27,7 @@ from clickrec_platform.lake.tables import (
 )
 from clickrec_platform.settings import PROJECT_ROOT
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events
+from clickrec_platform.stack.scratch import ISOLATED_FIELDS, scratch_settings
 from clickrec_platform_tests.support import produce
 from spark_jobs.clickstream_stream import StreamOptions, run
 
@@ -35,14 +35,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def stream_settings(stack, kafka_topic, tmp_path):
+def stream_settings(stack):
     """The stack's settings with a topic, lake, app id and Postgres schema of the test's own."""
-    tag = uuid.uuid4().hex[:8]
-    settings = stack.model_copy(update={"kafka_topic": kafka_topic, "lake_root": str(tmp_path / "lake"),
-                                        "stream_app_id": f"test-{tag}", "gold_schema": f"test_{tag}"})
-    yield settings
-    with psycopg.connect(stack.postgres_dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.gold_schema)))
+    with scratch_settings(stack, "test") as settings:
+        yield settings
 
 
 def message_mix(events: int, seed: int) -> tuple[list[tuple[bytes, bytes]], list[str], Counter]:
@@ -161,9 +157,7 @@ def test_gold_windows_equal_an_independent_duckdb_computation(stream_settings, s
 
 
 def _stream_process(settings, log_path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "CLICKREC_KAFKA_TOPIC": settings.kafka_topic, "CLICKREC_LAKE_ROOT": settings.lake_uri,
-           "CLICKREC_STREAM_APP_ID": settings.stream_app_id, "CLICKREC_GOLD_SCHEMA": settings.gold_schema,
-           "CLICKREC_SPARK_DRIVER_MEMORY": "1g"}
+    env = {**os.environ, **settings.as_environment(*ISOLATED_FIELDS), "CLICKREC_SPARK_DRIVER_MEMORY": "1g"}
     with open(log_path, "ab") as log:  # a file, not a pipe: an unread pipe fills up and stalls the job
         return subprocess.Popen([sys.executable, "-m", "spark_jobs.clickstream_stream", *args], cwd=PROJECT_ROOT,
                                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -74,3 +74,13 @@ def test_explicit_password_wins_over_the_generated_one(clean_env, tmp_path):
     Settings(home=tmp_path).ensure_local_password()
     clean_env.setenv("CLICKREC_POSTGRES_PASSWORD", "from-env")
     assert Settings(home=tmp_path).postgres_password.get_secret_value() == "from-env"
+
+
+def test_as_environment_round_trips_through_a_child_processs_settings(clean_env, tmp_path):
+    original = Settings(home=tmp_path).model_copy(update={"kafka_topic": "t-1", "lake_root": "s3a://b/lake",
+                                                          "stream_app_id": "app-7", "gold_schema": "g_7"})
+    names = ("kafka_topic", "lake_root", "stream_app_id", "gold_schema")
+    for variable, value in original.as_environment(*names).items():
+        clean_env.setenv(variable, value)
+    child = Settings(home=tmp_path)
+    assert [getattr(child, n) for n in names] == ["t-1", "s3a://b/lake", "app-7", "g_7"]
