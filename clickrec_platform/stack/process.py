@@ -85,6 +85,7 @@ class ManagedProcess:
     cmdline_marker: str = ""
     # PostgreSQL treats SIGTERM as "wait for clients to leave"; it wants SIGINT for a prompt stop.
     stop_signal: signal.Signals = signal.SIGTERM
+    settle_timeout_s: float = 30.0  # how long a failed start's process gets to stop before SIGKILL
 
     @property
     def pid_file(self) -> Path:
@@ -139,15 +140,20 @@ class ManagedProcess:
             return True
         reason = (f"exited with code {proc.returncode}" if proc.poll() is not None
                   else f"was not ready within {timeout_s:.0f}s")
-        self.stop()
+        # Stop what this call launched by its own handle: no pid-file lookup can miss it.
+        self._stop_group(proc.pid, self.settle_timeout_s)
+        proc.poll()
         raise ServiceError(self._failure(reason))
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop the process group this module started. True if something was stopped."""
         pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
+        if pid is not None:
+            self._stop_group(pid, timeout_s)
+        self.pid_file.unlink(missing_ok=True)
+        return pid is not None
+
+    def _stop_group(self, pid: int, timeout_s: float) -> None:
         for sig, wait_s in ((self.stop_signal, timeout_s), (signal.SIGKILL, 10.0)):
             try:
                 os.killpg(pid, sig)
@@ -156,7 +162,6 @@ class ManagedProcess:
             if wait_until(lambda: not pid_alive(pid), wait_s, interval_s=0.2):
                 break
         self.pid_file.unlink(missing_ok=True)
-        return True
 
     def _failure(self, reason: str) -> str:
         return (f"{self.name} {reason}. Last lines of {self.log_file}:\n"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import sys
+import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -60,12 +62,25 @@ def test_a_crashing_service_reports_its_exit_and_log_tail(tmp_path):
     assert "boom: bad config" in str(failure.value)
 
 
+def _running_with(token: str) -> list[int]:
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if token.encode() in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return [pid for pid in pids if pid_alive(pid)]
+
+
 def test_a_service_that_never_gets_ready_is_stopped_after_the_timeout(tmp_path):
-    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
-    process = http_server(tmp_path, free_port(), argv=sleeper)
+    token = f"never-ready-{uuid.uuid4().hex}"
+    sleeper = [sys.executable, "-c", f"import time; time.sleep(60)  # {token}"]
+    process = http_server(tmp_path, free_port(), argv=sleeper)  # its marker is not in this argv
     with pytest.raises(ServiceError, match="was not ready within 2s"):
         process.start(timeout_s=2)
-    assert process.pid() is None
+    assert _running_with(token) == []  # the process this start launched is gone, not orphaned
+    assert not process.pid_file.exists()
 
 
 def test_a_recycled_pid_is_not_taken_for_ours(tmp_path):
