@@ -100,6 +100,17 @@ class Settings(BaseSettings):
     live_events_per_batch: int = 10_000
     live_events_retention_minutes: int = 60
 
+    # Reference data and features (Dagster assets)
+    # RetailRocket's files (events.csv, item_properties_part*.csv, category_tree.csv); when unset the
+    # catalogue files come from `reference_dir`, where `clickrec demo` writes the generator's.
+    retailrocket_dir: Path | None = Field(default=None, validation_alias=_env("RETAILROCKET_DIR"))
+    reference_dir: Path | None = None
+    split_fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)  # train / validation / test, by time
+    interaction_half_life_days: float | None = None  # time decay of training weights; None: off
+    silver_freshness_hours: float = 24.0  # a warning when silver.events has not grown for longer
+    # Slack-compatible incoming webhook for alerts (Dagster run failures, failed blocking checks).
+    alert_webhook_url: SecretStr | None = None
+
     # Serving
     api_port: int = 8000
     dashboard_port: int = 8501
@@ -138,6 +149,11 @@ class Settings(BaseSettings):
     @property
     def dagster_home_dir(self) -> Path:
         return self.dagster_home or self.home / "dagster_home"
+
+    @property
+    def catalogue_dir(self) -> Path:
+        """Where the category tree and item property files are read from."""
+        return self.retailrocket_dir or self.reference_dir or self.home / "reference"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:

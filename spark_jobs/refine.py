@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from clickrec_platform.events.contract import FIELD_NAMES
 from clickrec_platform.events.spark_parse import REASON, parse_events
+from clickrec_platform.lake.silver import silver_rows
 from clickrec_platform.lake.tables import OPS_STREAM_BATCHES, SILVER_EVENTS, SILVER_QUARANTINE
 from clickrec_platform.settings import Settings
 
@@ -113,13 +114,8 @@ class RefineBatch:
         The same event always has the same event time, so earlier copies can only sit in the same
         ``event_date`` partitions: the lookup reads just those.
         """
-        valid = (parsed.where(F.col(REASON).isNull())
-                 .withColumn("event_time", F.timestamp_millis("ts"))
-                 .select(*FIELD_NAMES, "event_time", F.to_date("event_time").alias("event_date"),
-                         F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"),
-                         F.lit(self.app_id).alias("ingest_app"),
-                         F.lit(batch_id).cast("bigint").alias("ingest_batch"),
-                         F.current_timestamp().alias("ingested_at")))
+        valid = silver_rows(parsed.where(F.col(REASON).isNull()), ingest_app=self.app_id, ingest_batch=batch_id,
+                            kafka_partition=F.col("partition"), kafka_offset=F.col("offset"))
         # Copies of an event share every contract field (the id hashes them); which copy's Kafka
         # coordinates are kept does not matter, so a hash aggregate beats a sort by offset.
         unique = valid.dropDuplicates(["event_id"])

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dagster as dg
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from clickrec_platform.lake.spark import spark_session
+from clickrec_platform.lake.tables import LakeTable
 from clickrec_platform.settings import Settings, get_settings
 
 
@@ -29,7 +30,22 @@ class LakeResource(dg.ConfigurableResource):
 
         return table_path(self.settings(), layer, name)
 
+    def read(self, spark: SparkSession, table: LakeTable) -> DataFrame:
+        """The table's latest version; a clear error when nothing has written it yet."""
+        from clickrec_platform.lake.writes import exists
+
+        path = table.path(self.settings())
+        if not exists(spark, path):
+            raise dg.Failure(description=f"{table.key} does not exist yet at {path}",
+                             metadata={"hint": _HINTS.get(table.key, "materialise its asset first")})
+        return spark.read.format("delta").load(path)
+
+
+_HINTS = {"silver.events": "run the stream job (`clickrec stream --available-now`) after producing events"}
+
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"spark": SparkResource(), "lake": LakeResource()})
+    # One Spark driver per run: steps share the run process's session instead of each starting a JVM.
+    return dg.Definitions(resources={"spark": SparkResource(), "lake": LakeResource()},
+                          executor=dg.in_process_executor)

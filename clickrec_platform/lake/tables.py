@@ -22,7 +22,7 @@ def table_path(settings: Settings, layer: str, name: str) -> str:
 class LakeTable:
     layer: str
     name: str
-    schema: str  # Spark DDL column list
+    schema: str  # Spark DDL column list ("" when the writer's DataFrame defines it)
     partition_by: tuple[str, ...] = ()
     description: str = ""
     properties: tuple[tuple[str, str], ...] = ()
@@ -36,6 +36,8 @@ class LakeTable:
 
     def ensure(self, spark, settings: Settings) -> str:
         """Create the table if it does not exist yet (idempotent); return its path."""
+        if not self.schema:
+            raise ValueError(f"{self.key} takes its schema from the DataFrame written to it")
         from delta.tables import DeltaTable
 
         builder = (DeltaTable.createIfNotExists(spark).location(self.path(settings))
@@ -93,6 +95,17 @@ OPS_STREAM_BATCHES = LakeTable(
     "duplicate_rows bigint, started_at timestamp, seconds double",
     description="What each micro-batch of the refine query did: bronze = silver + quarantined + duplicates.",
 )
+
+# Written by Dagster assets; their schema is the one of the DataFrame that the asset writes.
+SILVER_CATEGORIES = LakeTable("silver", "categories", "", description="The category tree: root, depth, path.")
+SILVER_ITEMS = LakeTable("silver", "items", "",
+                         description="Item versions (category, price, availability) with their validity periods.")
+GOLD_INTERACTIONS = LakeTable("gold", "interactions", "", partition_by=("event_date",),
+                              description="Visitor × item × event date: counts per event type and weight.")
+GOLD_USER_FEATURES = LakeTable("gold", "user_features", "", description="One row per visitor.")
+GOLD_ITEM_FEATURES = LakeTable("gold", "item_features", "", description="One row per item.")
+GOLD_TRAINING_SPLITS = LakeTable("gold", "training_splits", "",
+                                 description="Visitor × item × split (chronological train/validation/test).")
 
 STREAM_TABLES = (BRONZE_CLICKSTREAM, SILVER_EVENTS, SILVER_QUARANTINE, GOLD_WINDOWED_STATS,
                  GOLD_TRENDING_ITEMS, GOLD_EVENT_STATISTICS, OPS_STREAM_BATCHES)

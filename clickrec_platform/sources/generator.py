@@ -40,6 +40,7 @@ __all__ = [
     "Promotion",
     "generate_events",
     "synthetic_world",
+    "write_catalogue_files",
     "write_retailrocket_files",
 ]
 
@@ -94,15 +95,8 @@ def write_retailrocket_files(
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     world = synthetic_world(config)
-    rows_written = {CATEGORY_TREE_FILE: write_category_tree(world.categories, out_dir / CATEGORY_TREE_FILE)}
-    part_paths = (out_dir / ITEM_PROPERTIES_FILES[0], out_dir / ITEM_PROPERTIES_FILES[1])
-    part_rows = write_item_properties(config, world.items, part_paths, _rng(config, _PROPERTIES))
-    rows_written.update(zip(ITEM_PROPERTIES_FILES, part_rows, strict=True))
-    truth_rows = write_ground_truth(world, out_dir / GROUND_TRUTH_DIR)
-    rows_written.update({f"{GROUND_TRUTH_DIR}/{name}": rows for name, rows in truth_rows.items()})
-
+    rows_written = _write_catalogue(config, world, out_dir)
     events_by_type = np.zeros(len(EVENT_TYPES), dtype=np.int64)
     with (
         EventsCsv(out_dir / EVENTS_FILE) as events_csv,
@@ -120,6 +114,23 @@ def write_retailrocket_files(
         rows_written=rows_written,
         seconds=time.perf_counter() - started,
     )
+
+
+def write_catalogue_files(config: GeneratorConfig, out_dir: str | Path) -> dict[str, int]:
+    """The world's `category_tree.csv`, item property files and ground truth, without events.csv:
+    the reference data for events that `generate_events` streams (rows written per file)."""
+    return _write_catalogue(config, synthetic_world(config), Path(out_dir))
+
+
+def _write_catalogue(config: GeneratorConfig, world: World, out_dir: Path) -> dict[str, int]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows_written = {CATEGORY_TREE_FILE: write_category_tree(world.categories, out_dir / CATEGORY_TREE_FILE)}
+    part_paths = (out_dir / ITEM_PROPERTIES_FILES[0], out_dir / ITEM_PROPERTIES_FILES[1])
+    part_rows = write_item_properties(config, world.items, part_paths, _rng(config, _PROPERTIES))
+    rows_written.update(zip(ITEM_PROPERTIES_FILES, part_rows, strict=True))
+    truth_rows = write_ground_truth(world, out_dir / GROUND_TRUTH_DIR)
+    rows_written.update({f"{GROUND_TRUTH_DIR}/{name}": rows for name, rows in truth_rows.items()})
+    return rows_written
 
 
 def _event_columns(config: GeneratorConfig, world: World) -> Iterator[EventColumns]:

@@ -4,7 +4,15 @@ These are declared, not computed, by Dagster: the Spark Structured Streaming job
 writes them continuously, outside the Dagster process.
 """
 
+from datetime import UTC, datetime
+
 import dagster as dg
+
+from clickrec_platform.defs import checks
+from clickrec_platform.defs.resources import LakeResource
+from clickrec_platform.lake import duck
+from clickrec_platform.lake.delta_log import latest_version
+from clickrec_platform.lake.tables import SILVER_EVENTS
 
 kafka_clickstream = dg.AssetSpec(
     key=["kafka", "clickstream"],
@@ -22,3 +30,38 @@ bronze_clickstream_raw = dg.AssetSpec(
     group_name="ingest",
     kinds={"delta", "spark"},
 )
+
+SILVER_EVENTS_KEY = ["delta", "silver", "events"]
+FRESHNESS = "fresh"
+
+
+@dg.multi_observable_source_asset(
+    specs=[dg.AssetSpec(
+        key=SILVER_EVENTS_KEY, deps=[bronze_clickstream_raw], group_name="ingest", kinds={"delta", "spark"},
+        description="Valid, deduplicated events (event contract v1), partitioned by event date; written by "
+                    "the stream job. Observed: each new Delta version is a new data version.")],
+    check_specs=[checks.spec(SILVER_EVENTS_KEY, FRESHNESS,
+                             "New events arrived within CLICKREC_SILVER_FRESHNESS_HOURS (a warning).")],
+)
+def silver_events(lake: LakeResource):
+    settings = lake.settings()
+    path = SILVER_EVENTS.path(settings)
+    version = latest_version(path)
+    if version is None:
+        yield dg.ObserveResult(asset_key=SILVER_EVENTS_KEY, metadata={"path": path, "exists": False})
+        yield checks.result(FRESHNESS, False, warn_only=True, reason="silver.events does not exist yet")
+        return
+    with duck.connect() as con:
+        rows, latest_ingest, first_date, last_date = con.execute(
+            f"SELECT count(*), max(ingested_at), min(event_date), max(event_date) FROM delta_scan('{path}')"
+        ).fetchone()
+    yield dg.ObserveResult(
+        asset_key=SILVER_EVENTS_KEY, data_version=dg.DataVersion(str(version)),
+        metadata={"delta_version": version, "row_count": dg.MetadataValue.int(rows), "path": path,
+                  "first_event_date": str(first_date), "last_event_date": str(last_date),
+                  "last_ingested_at": str(latest_ingest)})
+    age_hours = None if latest_ingest is None else (datetime.now(UTC).replace(tzinfo=None) - latest_ingest
+                                                    ).total_seconds() / 3600
+    yield checks.result(FRESHNESS, age_hours is not None and age_hours <= settings.silver_freshness_hours,
+                        warn_only=True, hours_since_last_ingest=age_hours,
+                        limit_hours=settings.silver_freshness_hours)

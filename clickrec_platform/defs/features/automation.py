@@ -1,0 +1,49 @@
+"""When the feature graph runs: daily on a schedule, and whenever silver.events gets new data."""
+
+import dagster as dg
+
+from clickrec_platform.defs.partitions import EVENT_DATES
+from clickrec_platform.lake.delta_log import partitions_added_since
+from clickrec_platform.lake.tables import SILVER_EVENTS
+from clickrec_platform.settings import get_settings
+
+# Reference data, features and (as the training issue adds them) models: everything downstream of silver.
+TRAINING_GRAPH = dg.AssetSelection.groups("reference", "features", "training", "publish")
+
+training_graph_job = dg.define_asset_job(
+    "training_graph", selection=TRAINING_GRAPH, partitions_def=EVENT_DATES,
+    description="Reference data → features → training sets (→ models → publish), for a range of event dates.")
+
+daily_training_schedule = dg.build_schedule_from_partitioned_job(
+    training_graph_job, hour_of_day=2, minute_of_hour=0, default_status=dg.DefaultScheduleStatus.STOPPED,
+    name="daily_training_graph")
+
+
+@dg.sensor(job=training_graph_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED,
+           description="Starts the training graph for the event dates that silver.events gained since the last "
+                       "run (one run over their range), reading the Delta log.")
+def silver_events_sensor(context: dg.SensorEvaluationContext):
+    path = SILVER_EVENTS.path(get_settings())
+    seen = int(context.cursor) if context.cursor else None
+    added = partitions_added_since(path, seen, "event_date")
+    if added is None:  # the log was cleaned up past our cursor: which dates changed is unknown
+        return dg.SkipReason("the silver.events log no longer holds the commits since the last run: "
+                             "backfill the event dates from the UI or `clickrec materialize`")
+    dates, latest = added
+    if latest is None:
+        return dg.SkipReason(f"silver.events does not exist yet at {path}")
+    if not dates:
+        context.update_cursor(str(latest))
+        return dg.SkipReason(f"no new event dates in silver.events (version {latest})")
+    first, last = min(dates), max(dates)
+    context.update_cursor(str(latest))
+    return dg.RunRequest(
+        run_key=f"silver-v{latest}",
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last,
+              "clickrec/silver_version": str(latest)})
+
+
+@dg.definitions
+def automation() -> dg.Definitions:
+    return dg.Definitions(jobs=[training_graph_job], schedules=[daily_training_schedule],
+                          sensors=[silver_events_sensor])

@@ -1,0 +1,1 @@
+"""Feature tables over silver events, as Spark DataFrame functions (the Dagster assets are thin)."""

@@ -1,0 +1,28 @@
+"""Data-quality measurements that asset checks turn into pass/fail: counted in as few passes as possible."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+
+def count_where(frame: DataFrame, conditions: Mapping[str, Column]) -> dict[str, int]:
+    """How many rows meet each condition (one pass over `frame`), plus `rows`, the total."""
+    row = frame.agg(F.count(F.lit(1)).alias("rows"),
+                    *[F.count(F.when(condition, 1)).alias(name) for name, condition in conditions.items()]).first()
+    return {name: int(row[name]) for name in ["rows", *conditions]}
+
+
+def null_keys(keys: Sequence[str]) -> Column:
+    condition = F.lit(False)
+    for key in keys:
+        condition = condition | F.col(key).isNull()
+    return condition
+
+
+def duplicate_keys(frame: DataFrame, keys: Sequence[str]) -> int:
+    """Rows beyond the first for any key value."""
+    row = frame.groupBy(*keys).count().where(F.col("count") > 1).agg(F.sum(F.col("count") - 1)).first()
+    return int(row[0] or 0)

@@ -1,0 +1,1 @@
+"""Operations: alerts (and, later, metrics)."""

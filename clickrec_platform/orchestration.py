@@ -1,0 +1,72 @@
+"""Run the Dagster asset graph from the CLI, tests and benchmarks: the same job the UI, the schedule and
+the sensor launch, recorded in the platform's Dagster instance so the runs show up in the UI."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import dagster as dg
+
+from clickrec_platform.lake import duck
+from clickrec_platform.lake.delta_log import latest_version
+from clickrec_platform.lake.tables import SILVER_EVENTS
+from clickrec_platform.settings import Settings
+
+JOB = "training_graph"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+@dataclass(frozen=True)
+class PartitionRange:
+    first: str  # event dates, inclusive: 2015-05-04
+    last: str
+
+    @classmethod
+    def parse(cls, text: str) -> PartitionRange:
+        first, _, last = text.partition("...")
+        return cls(first.strip(), (last or first).strip())
+
+
+def silver_event_dates(settings: Settings) -> PartitionRange | None:
+    """The first and last event dates in silver.events (None while it is empty or missing)."""
+    path = SILVER_EVENTS.path(settings)
+    if latest_version(path) is None:
+        return None
+    with duck.connect() as con:
+        first, last = con.execute(f"SELECT min(event_date), max(event_date) FROM delta_scan('{path}')").fetchone()
+    return None if first is None else PartitionRange(str(first), str(last))
+
+
+def instance_for(settings: Settings) -> dg.DagsterInstance:
+    """The platform's instance (dagster-postgres, written by `clickrec up`); a temporary one if that
+    has not been set up, so a run still works without the UI."""
+    home = settings.dagster_home_dir
+    if (home / "dagster.yaml").is_file():
+        os.environ["DAGSTER_HOME"] = str(home)
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def materialize(settings: Settings, select: str | None = None, partitions: PartitionRange | None = None,
+                instance: dg.DagsterInstance | None = None, raise_on_error: bool = True,
+                ) -> dg.ExecuteInProcessResult:
+    """Materialise `select` (Dagster's selection syntax; everything in the training graph when None) for
+    the event dates in `partitions` (all dates in silver.events when None), in one run."""
+    from clickrec_platform.definitions import defs
+
+    job = defs.resolve_job_def(JOB)
+    partitions = partitions or silver_event_dates(settings)
+    if partitions is None:
+        raise RuntimeError(f"silver.events at {SILVER_EVENTS.path(settings)} is empty: stream events first")
+    selection = None
+    if select:
+        graph = defs.resolve_asset_graph()
+        selection = dg.AssetSelection.from_string(select).resolve(graph) & set(job.asset_layer.executable_asset_keys)
+        if not selection:
+            raise ValueError(f"{select!r} selects no asset of the {JOB} job")
+    tags = {RANGE_START_TAG: partitions.first, RANGE_END_TAG: partitions.last}
+    return job.execute_in_process(instance=instance or instance_for(settings), tags=tags,
+                                  asset_selection=sorted(selection) if selection else None,
+                                  raise_on_error=raise_on_error)

@@ -1,0 +1,1 @@
+"""Reference data: the category tree and the item catalogue (point in time)."""
