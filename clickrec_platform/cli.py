@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -72,13 +73,16 @@ def demo(
     up(None)
     settings = get_settings()
     if events > 0:
+        from clickrec_platform.orchestration import materialize_and_report, silver_event_dates
         from clickrec_platform.producer.run import produce_generated
         from clickrec_platform.sources.generator import GeneratorConfig
         from spark_jobs.clickstream_stream import StreamOptions, run
 
-        console.rule(f"producing {events:,} generated events to Kafka")
-        seed = int(time.time())  # new events (and ids) on every demo run
-        summary = produce_generated(settings, GeneratorConfig(events=events, seed=seed, days=7))
+        # The same world on every run, its traffic continuing after the days already in the lake.
+        known = silver_event_dates(settings)
+        start = date.fromisoformat(known.last) + timedelta(days=1) if known else GeneratorConfig.start_date
+        console.rule(f"producing {events:,} generated events to Kafka (7 days from {start})")
+        summary = produce_generated(settings, GeneratorConfig(events=events, days=7, start_date=start))
         console.print(f"sent {summary.delivered:,} events at {summary.events_per_second:,.0f}/s")
         console.rule("streaming Kafka → bronze → silver → gold (available-now)")
         seconds = run(settings, StreamOptions(available_now=True,
@@ -90,6 +94,11 @@ def demo(
             "sum(duplicate_rows) AS duplicates FROM ops.stream_batches", output="table", limit=5)
         sql("SELECT event, event_count, first_event_at, last_event_at FROM gold.event_statistics "
             "ORDER BY event_count DESC", output="table", limit=10)
+        console.rule("materialising the Dagster graph (reference data → features → training sets)")
+        report = materialize_and_report(settings)
+        _print_run_report(report)
+        if not report.success:
+            raise _fail("the Dagster run failed: see above, or the run in the Dagster UI")
     console.rule("where to look")
     console.print(f"Dagster UI  {settings.dagster_url}\nMLflow UI   {settings.tracking_uri}\n"
                   f"Kafka       {settings.kafka_bootstrap_servers} (topic {settings.kafka_topic})\n"
@@ -325,6 +334,41 @@ def optimize(
 
     for line in compact(get_settings(), vacuum_hours=vacuum_hours):
         console.print(line)
+
+
+@app.command()
+def materialize(
+    select: Annotated[str | None, typer.Option(
+        help="Dagster asset selection, e.g. 'group:features', 'key:delta/gold/interactions+' "
+             "(default: the whole training graph).")] = None,
+    partition: Annotated[str | None, typer.Option(
+        help="Event date, or a range FIRST...LAST, run in one go (default: every date in silver.events).")
+                         ] = None,
+) -> None:
+    """Materialise assets of the Dagster graph from the command line, recorded in the Dagster instance
+    (the run shows up in the UI like one launched there)."""
+    from clickrec_platform.orchestration import PartitionRange, materialize_and_report
+
+    settings = get_settings()
+    try:
+        report = materialize_and_report(settings, select, PartitionRange.parse(partition) if partition else None)
+    except (RuntimeError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    _print_run_report(report)
+    if not report.success:
+        raise typer.Exit(code=1)
+
+
+def _print_run_report(report) -> None:
+    table = Table(title=f"run {report.run_id} ({report.partitions}): {report.seconds:.1f}s")
+    for column in ("asset", "seconds", "rows", "checks"):
+        table.add_column(column)
+    for step in report.steps:
+        table.add_row(step.asset, f"{step.seconds:.1f}", f"{step.rows:,}" if step.rows is not None else "",
+                      step.checks_summary, style=None if step.ok else "red")
+    console.print(table)
+    for failure in report.failures:
+        err.print(f"[red]{failure}[/]", highlight=False)
 
 
 bench = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)

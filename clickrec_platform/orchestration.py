@@ -4,6 +4,7 @@ the sensor launch, recorded in the platform's Dagster instance so the runs show 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import dagster as dg
@@ -67,6 +68,68 @@ def materialize(settings: Settings, select: str | None = None, partitions: Parti
         if not selection:
             raise ValueError(f"{select!r} selects no asset of the {JOB} job")
     tags = {RANGE_START_TAG: partitions.first, RANGE_END_TAG: partitions.last}
-    return job.execute_in_process(instance=instance or instance_for(settings), tags=tags,
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the event log keeps everything
+    return job.execute_in_process(instance=instance or instance_for(settings), tags=tags, run_config=quiet,
                                   asset_selection=sorted(selection) if selection else None,
                                   raise_on_error=raise_on_error)
+
+
+@dataclass
+class StepReport:
+    asset: str
+    seconds: float = 0.0
+    rows: int | None = None
+    checks: dict[str, bool] | None = None
+    ok: bool = True
+
+    @property
+    def checks_summary(self) -> str:
+        if not self.checks:
+            return ""
+        failed = [name for name, passed in self.checks.items() if not passed]
+        return f"{len(self.checks) - len(failed)}/{len(self.checks)} passed" + (
+            f" (failed: {', '.join(failed)})" if failed else "")
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    success: bool
+    partitions: str
+    seconds: float
+    steps: list[StepReport]
+    failures: list[str]
+
+
+def run_report(result: dg.ExecuteInProcessResult, partitions: str, seconds: float) -> RunReport:
+    """Per asset: step seconds, rows written (summed over partitions), check outcomes."""
+    steps: dict[str, StepReport] = {}
+    failures: list[str] = []
+    for event in result.all_events:
+        kind, data = event.event_type_value, event.event_specific_data
+        if kind == "ASSET_MATERIALIZATION":
+            step = steps.setdefault(event.step_key, StepReport(data.materialization.asset_key.to_user_string()))
+            rows = data.materialization.metadata.get("row_count")
+            if rows is not None:
+                step.rows = (step.rows or 0) + int(rows.value)
+        elif kind == "ASSET_CHECK_EVALUATION":
+            step = steps.setdefault(event.step_key, StepReport(data.asset_key.to_user_string()))
+            step.checks = {**(step.checks or {}), data.check_name: data.passed}
+            step.ok &= data.passed or data.severity == dg.AssetCheckSeverity.WARN
+        elif kind == "STEP_SUCCESS":
+            steps.setdefault(event.step_key, StepReport(event.step_key)).seconds = data.duration_ms / 1000
+        elif kind == "STEP_FAILURE":
+            steps.setdefault(event.step_key, StepReport(event.step_key)).ok = False
+            failures.append(f"{event.step_key}: {data.error.message.strip() if data.error else 'failed'}")
+        elif kind == "STEP_SKIPPED":
+            failures.append(f"{event.step_key}: skipped (an upstream blocking check failed)")
+    return RunReport(result.run_id, result.success, partitions, seconds, list(steps.values()), failures)
+
+
+def materialize_and_report(settings: Settings, select: str | None = None,
+                           partitions: PartitionRange | None = None) -> RunReport:
+    partitions = partitions or silver_event_dates(settings)
+    started = time.perf_counter()
+    result = materialize(settings, select, partitions, raise_on_error=False)
+    label = f"event dates {partitions.first} … {partitions.last}" if partitions else ""
+    return run_report(result, label, time.perf_counter() - started)

@@ -20,6 +20,24 @@ def test_definitions_load_and_validate():
     dg.Definitions.validate_loadable(defs)
 
 
+def test_every_computed_table_has_checks_and_the_graph_has_its_automation():
+    from clickrec_platform.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    computed = {key for key in graph.get_all_asset_keys() if graph.get(key).is_materializable}
+    assert {key.to_user_string() for key in computed} >= {
+        "delta/silver/categories", "delta/silver/items", "delta/gold/interactions", "delta/gold/user_features",
+        "delta/gold/item_features", "delta/gold/training_splits"}
+    checked = {check.asset_key for check in graph.asset_check_keys}
+    assert computed <= checked
+    assert dg.AssetKey(["delta", "silver", "events"]) in checked  # the observed source: freshness
+    assert graph.get(dg.AssetKey(["delta", "silver", "events"])).is_observable
+    interactions = graph.get(dg.AssetKey(["delta", "gold", "interactions"]))
+    assert interactions.partitions_def is not None
+    assert {s.name for s in defs.schedules} >= {"daily_training_graph"}
+    assert {s.name for s in defs.sensors} >= {"silver_events_sensor", "alert_on_run_failure"}
+
+
 def test_workspace_and_pyproject_point_at_the_one_definitions_module():
     workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())
     (entry,) = workspace["load_from"]

@@ -22,7 +22,7 @@ from clickrec_platform.events.batch import encode_batch
 from clickrec_platform.producer.kafka_sink import KafkaEventSink
 from clickrec_platform.producer.pacing import FastPacer, Pacer, due_slices
 from clickrec_platform.settings import Settings
-from clickrec_platform.sources.generator import GeneratorConfig, generate_events
+from clickrec_platform.sources.generator import GeneratorConfig, generate_events, write_catalogue_files
 
 # Sent between checks of the clock and of a stop request: small enough to stop promptly.
 MAX_SLICE = 50_000
@@ -148,7 +148,13 @@ def produce_frames(
 
 def produce_generated(settings: Settings, config: GeneratorConfig, pacer: Pacer | None = None, *,
                       progress: bool = True, stop: threading.Event | None = None) -> ProduceSummary:
-    """Generated events to the settings' topic (as `clickrec demo` and the benchmarks send them)."""
+    """Generated events to the settings' topic (as `clickrec demo` and the benchmarks send them).
+
+    The catalogue of the same world goes to the reference folder first (unless RETAILROCKET_DIR is
+    set), so the reference assets describe the items these events name.
+    """
+    if settings.retailrocket_dir is None:
+        write_catalogue_files(config, settings.catalogue_dir)
     sink = KafkaEventSink(settings, settings.kafka_topic,
                           settings.state_dir / "producer" / f"dead-letter-{time.strftime('%Y%m%dT%H%M%S')}.jsonl")
     return produce_frames(generate_events(config), sink, pacer or FastPacer(), progress=progress, stop=stop)
