@@ -415,5 +415,17 @@ def bench_stream_latency(
         console.print(line, highlight=False)
 
 
+@bench.command("features")
+def bench_features(
+    events: Annotated[int, typer.Option(help="Generated events (RetailRocket has 2.76M).")] = 2_760_000,
+    days: Annotated[int, typer.Option(help="Days they span.")] = 30,
+) -> None:
+    """The whole feature graph (reference data, features, training sets) in one Dagster run: seconds per asset."""
+    from clickrec_platform.benchmarks.features import run_feature_benchmark
+
+    for line in run_feature_benchmark(events, days):
+        console.print(line, highlight=False)
+
+
 if __name__ == "__main__":
     app()

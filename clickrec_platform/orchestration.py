@@ -102,7 +102,7 @@ class RunReport:
 
 
 def run_report(result: dg.ExecuteInProcessResult, partitions: str, seconds: float) -> RunReport:
-    """Per asset: step seconds, rows written (summed over partitions), check outcomes."""
+    """Per asset: step seconds, rows written, check outcomes."""
     steps: dict[str, StepReport] = {}
     failures: list[str] = []
     for event in result.all_events:
@@ -110,8 +110,8 @@ def run_report(result: dg.ExecuteInProcessResult, partitions: str, seconds: floa
         if kind == "ASSET_MATERIALIZATION":
             step = steps.setdefault(event.step_key, StepReport(data.materialization.asset_key.to_user_string()))
             rows = data.materialization.metadata.get("row_count")
-            if rows is not None:
-                step.rows = (step.rows or 0) + int(rows.value)
+            if rows is not None:  # a range run reports its range's rows on each partition's event
+                step.rows = max(step.rows or 0, int(rows.value))
         elif kind == "ASSET_CHECK_EVALUATION":
             step = steps.setdefault(event.step_key, StepReport(data.asset_key.to_user_string()))
             step.checks = {**(step.checks or {}), data.check_name: data.passed}
