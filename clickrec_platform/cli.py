@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -73,14 +73,14 @@ def demo(
     up(None)
     settings = get_settings()
     if events > 0:
-        from clickrec_platform.orchestration import materialize_and_report, silver_event_dates
+        from clickrec_platform.orchestration import materialize_and_report
         from clickrec_platform.producer.run import produce_generated
         from clickrec_platform.sources.generator import GeneratorConfig
         from spark_jobs.clickstream_stream import StreamOptions, run
 
-        # The same world on every run, its traffic continuing after the days already in the lake.
-        known = silver_event_dates(settings)
-        start = date.fromisoformat(known.last) + timedelta(days=1) if known else GeneratorConfig.start_date
+        # The same world every time, its traffic over the last 7 days (a re-run on the same day
+        # repeats the same events, which the stream job deduplicates).
+        start = datetime.now(UTC).date() - timedelta(days=7)
         console.rule(f"producing {events:,} generated events to Kafka (7 days from {start})")
         summary = produce_generated(settings, GeneratorConfig(events=events, days=7, start_date=start))
         console.print(f"sent {summary.delivered:,} events at {summary.events_per_second:,.0f}/s")

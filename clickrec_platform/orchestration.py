@@ -67,11 +67,22 @@ def materialize(settings: Settings, select: str | None = None, partitions: Parti
         selection = dg.AssetSelection.from_string(select).resolve(graph) & set(job.asset_layer.executable_asset_keys)
         if not selection:
             raise ValueError(f"{select!r} selects no asset of the {JOB} job")
+    partitions = _within(partitions, job.partitions_def)
     tags = {RANGE_START_TAG: partitions.first, RANGE_END_TAG: partitions.last}
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the event log keeps everything
     return job.execute_in_process(instance=instance or instance_for(settings), tags=tags, run_config=quiet,
                                   asset_selection=sorted(selection) if selection else None,
                                   raise_on_error=raise_on_error)
+
+
+def _within(partitions: PartitionRange, definition: dg.PartitionsDefinition) -> PartitionRange:
+    """The range cut to the partitions that exist (event dates in the future have none yet)."""
+    keys = definition.get_partition_keys()
+    first, last = max(partitions.first, keys[0]), min(partitions.last, keys[-1])
+    if first > last:
+        raise ValueError(f"event dates {partitions.first} … {partitions.last} lie outside the partitions "
+                         f"{keys[0]} … {keys[-1]}")
+    return PartitionRange(first, last)
 
 
 @dataclass
