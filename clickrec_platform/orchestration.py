@@ -119,7 +119,10 @@ def run_report(result: dg.ExecuteInProcessResult, partitions: str, seconds: floa
     for event in result.all_events:
         kind, data = event.event_type_value, event.event_specific_data
         if kind == "ASSET_MATERIALIZATION":
-            step = steps.setdefault(event.step_key, StepReport(data.materialization.asset_key.to_user_string()))
+            asset = data.materialization.asset_key.to_user_string()
+            step = steps.setdefault(event.step_key, StepReport(asset))
+            if asset not in step.asset.split(" + "):  # a multi-asset step
+                step.asset += f" + {asset}"
             rows = data.materialization.metadata.get("row_count")
             if rows is not None:  # a range run reports its range's rows on each partition's event
                 step.rows = max(step.rows or 0, int(rows.value))

@@ -108,12 +108,32 @@ class Settings(BaseSettings):
     split_fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)  # train / validation / test, by time
     interaction_half_life_days: float | None = None  # time decay of training weights; None: off
     silver_freshness_hours: float = 24.0  # a warning when silver.events has not grown for longer
+    # Models (Dagster training assets): candidates, the gate, and what the champion writes.
+    training_models: list[str] = ["most_popular", "random", "item_knn_cosine", "item_knn_bm25", "als", "bpr",
+                                  "session_knn"]
+    registered_model_name: str = "clickrec-recommender"
+    gate_metric: str = "ndcg@20"  # validation metric the champion/challenger gate compares
+    gate_min_relative_lift: float = 0.0  # 0.05: a challenger must be 5% better
+    recommend_top_n: int = 20
+    recommend_active_days: float = 30.0  # visitors scored ahead of time; the API serves the rest on the fly
+    popular_window_days: int = 7
+
     # Slack-compatible incoming webhook for alerts (Dagster run failures, failed blocking checks).
     alert_webhook_url: SecretStr | None = None
 
     # Serving
     api_port: int = 8000
     dashboard_port: int = 8501
+    api_workers: int = 2  # uvicorn worker processes of `clickrec serve`
+    api_pool_min_size: int = 2  # Postgres connections per worker, kept open
+    api_pool_max_size: int = 8
+    api_pool_timeout_s: float = 2.0  # a request waits this long for a connection, then answers 503
+    api_statement_timeout_ms: int = 2000  # a query running longer is cancelled (503)
+    # The read-only role of SQL consumers and the API; its password is generated once into the state
+    # dir (reader.password, mode 600) unless set here.
+    reader_role: str = "clickrec_reader"
+    reader_password: SecretStr | None = None
+    publish_keep_versions: int = 2  # published versions kept per table: the live one + one to roll back to
 
     # Which services `clickrec up` runs on this machine; drop one to use an external deployment
     # (e.g. CLICKREC_MANAGED_SERVICES='["postgres","mlflow","dagster-webserver","dagster-daemon"]'

@@ -106,6 +106,11 @@ GOLD_USER_FEATURES = LakeTable("gold", "user_features", "", description="One row
 GOLD_ITEM_FEATURES = LakeTable("gold", "item_features", "", description="One row per item.")
 GOLD_TRAINING_SPLITS = LakeTable("gold", "training_splits", "",
                                  description="Visitor × item × split (chronological train/validation/test).")
+GOLD_USER_RECOMMENDATIONS = LakeTable("gold", "user_recommendations", "",
+                                      description="The champion's top-N per active visitor, with lineage.")
+GOLD_SIMILAR_ITEMS = LakeTable("gold", "similar_items", "", description="Top-N similar items per item.")
+GOLD_POPULAR_ITEMS = LakeTable("gold", "popular_items", "",
+                               description="Most popular items of the recent window, overall and per category.")
 
 STREAM_TABLES = (BRONZE_CLICKSTREAM, SILVER_EVENTS, SILVER_QUARANTINE, GOLD_WINDOWED_STATS,
                  GOLD_TRENDING_ITEMS, GOLD_EVENT_STATISTICS, OPS_STREAM_BATCHES)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -35,6 +37,13 @@ def replace_date_range(frame: DataFrame, path: str, column: str, start: date, en
         writer = writer.partitionBy(column)
     writer.save(path)
     return latest_version(path)
+
+
+def from_pandas(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:
+    """A Spark DataFrame through Arrow, naive times taken as UTC (stored as TIMESTAMP, not NTZ)."""
+    utc = {name: frame[name].dt.tz_localize("UTC") for name in frame.columns
+           if pd.api.types.is_datetime64_dtype(frame[name]) and frame[name].dt.tz is None}
+    return spark.createDataFrame(pa.Table.from_pandas(frame.assign(**utc), preserve_index=False))
 
 
 def in_date_range(frame: DataFrame, column: str, start: date, end: date) -> DataFrame:

@@ -7,9 +7,7 @@ generated events loaded into silver.events and the generator's catalogue as the 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -20,8 +18,9 @@ from clickrec_platform import orchestration
 from clickrec_platform.lake.silver import load_events_into_silver
 from clickrec_platform.lake.tables import GOLD_INTERACTIONS, SILVER_EVENTS
 from clickrec_platform.orchestration import PartitionRange
-from clickrec_platform.settings import Settings, get_settings
-from clickrec_platform.sources.generator import GeneratorConfig, generate_events, write_catalogue_files
+from clickrec_platform.settings import Settings
+from clickrec_platform.sources.generator import GeneratorConfig, generate_events
+from clickrec_platform_tests.support import lake_of_its_own
 
 pytestmark = pytest.mark.integration
 
@@ -34,25 +33,9 @@ def _silver_dates(settings: Settings) -> list[str]:
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
-@contextmanager
-def lake_of_its_own(spark, root: Path, config: GeneratorConfig = CONFIG) -> Iterator[Settings]:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("CLICKREC_LAKE_ROOT", str(root / "lake"))
-        env.setenv("CLICKREC_REFERENCE_DIR", str(root / "reference"))
-        env.delenv("RETAILROCKET_DIR", raising=False)
-        get_settings.cache_clear()
-        settings = get_settings()
-        write_catalogue_files(config, settings.catalogue_dir)
-        load_events_into_silver(spark, settings, generate_events(config))
-        try:
-            yield settings
-        finally:
-            get_settings.cache_clear()
-
-
 @pytest.fixture(scope="module")
 def lake(spark, tmp_path_factory) -> Iterator[Settings]:
-    with lake_of_its_own(spark, tmp_path_factory.mktemp("graph")) as settings:
+    with lake_of_its_own(spark, tmp_path_factory.mktemp("graph"), CONFIG) as settings:
         yield settings
 
 
@@ -66,8 +49,11 @@ def _interactions(spark, settings: Settings) -> pd.DataFrame:
     return frame.sort_values(["event_date", "visitor_id", "item_id"]).reset_index(drop=True)
 
 
-def test_the_whole_graph_materialises_and_every_check_passes(spark, lake):
-    result = orchestration.materialize(lake, raise_on_error=False)
+FEATURE_GRAPH = "group:reference or group:features"
+
+
+def test_the_whole_feature_graph_materialises_and_every_check_passes(spark, lake):
+    result = orchestration.materialize(lake, FEATURE_GRAPH, raise_on_error=False)
     assert result.success
     materialized = {e.event_specific_data.materialization.asset_key.to_user_string()
                     for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
@@ -145,7 +131,7 @@ def test_broken_input_fails_the_right_check_and_blocks_what_depends_on_it(spark,
         broken = spark.read.format("delta").load(path).limit(1).withColumn("visitor_id", F.lit(None).cast("bigint"))
         broken.write.format("delta").mode("append").save(path)
 
-        result = orchestration.materialize(settings, raise_on_error=False)
+        result = orchestration.materialize(settings, FEATURE_GRAPH, raise_on_error=False)
         failed = {key for key, passed in _checks(result).items() if not passed}
         assert failed == {("delta/silver/categories", "tree_is_sound"),
                           ("delta/gold/interactions", "unique_keys"),  # the null visitor is a null key

@@ -3,12 +3,11 @@
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
 
 from clickrec_platform.defs import checks
 from clickrec_platform.defs.resources import LakeResource, SparkResource
 from clickrec_platform.lake.tables import SILVER_CATEGORIES, SILVER_ITEMS
-from clickrec_platform.lake.writes import overwrite
+from clickrec_platform.lake.writes import from_pandas, overwrite
 from clickrec_platform.reference.categories import category_hierarchy
 from clickrec_platform.reference.items import item_versions
 from clickrec_platform.reference.load import read_catalogue_log, read_categories
@@ -87,10 +86,7 @@ def items(context: dg.AssetExecutionContext, spark: SparkResource, lake: LakeRes
 
 
 def _to_spark(spark: SparkResource, frame: pd.DataFrame):
-    """Through Arrow, with naive times marked UTC so that Spark stores them as TIMESTAMP."""
-    utc = {name: frame[name].dt.tz_localize("UTC") for name in frame.columns
-           if pd.api.types.is_datetime64_dtype(frame[name]) and frame[name].dt.tz is None}
-    return spark.get_session().createDataFrame(pa.Table.from_pandas(frame.assign(**utc), preserve_index=False))
+    return from_pandas(spark.get_session(), frame)
 
 
 def _rejected(rejects: dict[str, dict]) -> int:

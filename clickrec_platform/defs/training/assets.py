@@ -1,0 +1,190 @@
+"""Models: every candidate trained and evaluated on the chronological split and logged to MLflow,
+the champion/challenger gate, and the champion's recommendation tables (Delta gold)."""
+
+import os
+from datetime import UTC, datetime
+
+import dagster as dg
+from mlflow import MlflowClient
+
+from clickrec_platform.defs import checks
+from clickrec_platform.defs.features.assets import ITEM_FEATURES_KEY, TRAINING_SPLITS_KEY
+from clickrec_platform.defs.resources import LakeResource, SparkResource
+from clickrec_platform.lake import duck
+from clickrec_platform.lake.delta_log import latest_version
+from clickrec_platform.lake.tables import (
+    GOLD_ITEM_FEATURES,
+    GOLD_POPULAR_ITEMS,
+    GOLD_SIMILAR_ITEMS,
+    GOLD_TRAINING_SPLITS,
+    GOLD_USER_RECOMMENDATIONS,
+    SILVER_EVENTS,
+)
+from clickrec_platform.lake.writes import from_pandas, overwrite
+from clickrec_platform.recommend.candidates import BASELINE, CONTROL
+from clickrec_platform.recommend.outputs import Champion, serving_tables
+from clickrec_platform.recommend.training import (
+    champion_model,
+    run_gate,
+    temporary_artifacts_dir,
+    train_candidates,
+    with_champion_config,
+)
+
+# implicit and numpy's BLAS must not both spread threads over the two cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+CANDIDATES_KEY = ["mlflow", "clickrec", "candidate_models"]
+CHAMPION_KEY = ["mlflow", "clickrec", "champion"]
+USER_RECOMMENDATIONS_KEY = ["delta", "gold", "user_recommendations"]
+SIMILAR_ITEMS_KEY = ["delta", "gold", "similar_items"]
+POPULAR_ITEMS_KEY = ["delta", "gold", "popular_items"]
+CONTROL_CEILING = 0.1  # the random control must score below a tenth of the baseline
+
+
+def _read(settings, table, columns="*"):
+    with duck.connect() as con:
+        return con.execute(f"SELECT {columns} FROM delta_scan('{table.path(settings)}')").df()
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(CANDIDATES_KEY, deps=[TRAINING_SPLITS_KEY, ITEM_FEATURES_KEY], group_name="training",
+                     kinds={"mlflow", "python"},
+                     description="Every candidate (CLICKREC_TRAINING_MODELS) fitted on train and evaluated on "
+                                 "validation, one MLflow run each with parameters, Delta versions of the inputs, "
+                                 "split dates, metrics with 95% CIs, training time and the model (registered)."),
+        dg.AssetSpec(CHAMPION_KEY, deps=[CANDIDATES_KEY], group_name="training", kinds={"mlflow"},
+                     description="The champion/challenger gate: the best challenger gets the `champion` alias only "
+                                 "when it beats the current champion and the popularity baseline on validation; "
+                                 "otherwise it gets `challenger` and the reason is recorded."),
+    ],
+    check_specs=[
+        checks.spec(CANDIDATES_KEY, "control_scores_near_zero",
+                    "The random control scores below a tenth of the popularity baseline (the evaluation "
+                    "itself is sound)."),
+        checks.spec(CANDIDATES_KEY, "runs_on_tracking_server",
+                    "Every candidate's run reads back from the MLflow server, finished, with its metrics."),
+        checks.spec(CHAMPION_KEY, "champion_beats_baseline",
+                    "A champion exists and beats the popularity baseline on this validation split.", blocking=True),
+    ],
+)
+def models(context: dg.AssetExecutionContext, lake: LakeResource):
+    settings = lake.settings()
+    splits = _read(settings, GOLD_TRAINING_SPLITS)
+    items = _read(settings, GOLD_ITEM_FEATURES, "item_id, category_id")
+    data_versions = {"gold.training_splits": latest_version(GOLD_TRAINING_SPLITS.path(settings)),
+                     "silver.events": latest_version(SILVER_EVENTS.path(settings))}
+    training = train_candidates(
+        splits, items, with_champion_config(settings.training_models, settings.registered_model_name,
+                                            settings.tracking_uri), training_id=context.run_id,
+        experiment=settings.mlflow_experiment, registered_model=settings.registered_model_name,
+        tracking_uri=settings.tracking_uri, data_versions=data_versions,
+        artifacts_dir=temporary_artifacts_dir(), progress=context.log.info)
+    outcome = run_gate(training, settings.registered_model_name, settings.tracking_uri, settings.gate_metric,
+                       settings.gate_min_relative_lift)
+    metric = settings.gate_metric
+    experiment_url = f"{settings.tracking_uri}/#/experiments/{training.candidates[0].run.experiment_id}"
+    yield dg.MaterializeResult(asset_key=CANDIDATES_KEY, metadata={
+        "comparison": dg.MetadataValue.md(training.report_markdown),
+        "chart": dg.MetadataValue.path(str(training.chart_path)),
+        "mlflow_experiment": dg.MetadataValue.url(experiment_url),
+        "seconds": round(training.seconds, 1),
+        **{f"{c.name}_{metric}": round(c.metrics[metric], 5) for c in training.candidates},
+        **{f"split_{k}": v for k, v in training.split_dates.items()},
+        **{f"data_version {k}": str(v) for k, v in training.data_versions.items()},
+    })
+    yield dg.MaterializeResult(asset_key=CHAMPION_KEY, metadata={
+        "promoted": outcome.promoted, "reason": outcome.reason, "challenger": outcome.challenger,
+        "challenger_version": str(outcome.challenger_version), "champion_version": str(outcome.champion_version),
+        "registered_model": settings.registered_model_name})
+
+    baseline, control = training.candidate(BASELINE).metrics, training.candidate(CONTROL).metrics if any(
+        c.name == CONTROL for c in training.candidates) else None
+    yield dg.AssetCheckResult(
+        asset_key=CANDIDATES_KEY, check_name="control_scores_near_zero",
+        passed=control is None or control["recall@20"] < CONTROL_CEILING * baseline["recall@20"],
+        metadata={"control_recall@20": None if control is None else control["recall@20"],
+                  "baseline_recall@20": baseline["recall@20"]})
+    client = MlflowClient(settings.tracking_uri)
+    read_back = {c.name: client.get_run(c.run.run_id) for c in training.candidates}
+    missing = [name for name, run in read_back.items()
+               if run.info.status != "FINISHED" or "val_ndcg_at_20" not in run.data.metrics]
+    yield dg.AssetCheckResult(asset_key=CANDIDATES_KEY, check_name="runs_on_tracking_server", passed=not missing,
+                              metadata={"runs": len(read_back), "incomplete": missing})
+    yield dg.AssetCheckResult(
+        asset_key=CHAMPION_KEY, check_name="champion_beats_baseline",
+        passed=outcome.champion_beats_baseline(metric),
+        metadata={"champion_version": str(outcome.champion_version), "reason": outcome.reason,
+                  f"baseline_{metric}": baseline[metric],
+                  f"champion_{metric}": None if outcome.champion_metrics is None
+                  else outcome.champion_metrics.get(metric)})
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(USER_RECOMMENDATIONS_KEY, deps=[CHAMPION_KEY, TRAINING_SPLITS_KEY], group_name="training",
+                     kinds={"delta", "python"},
+                     description="The champion's top-N (CLICKREC_RECOMMEND_TOP_N) for visitors active in the last "
+                                 "CLICKREC_RECOMMEND_ACTIVE_DAYS, with score, rank, model version and run id."),
+        dg.AssetSpec(SIMILAR_ITEMS_KEY, deps=[CHAMPION_KEY, TRAINING_SPLITS_KEY], group_name="training",
+                     kinds={"delta", "python"}, description="Top-N similar items for every interacted item."),
+        dg.AssetSpec(POPULAR_ITEMS_KEY, deps=[CHAMPION_KEY, TRAINING_SPLITS_KEY, ITEM_FEATURES_KEY],
+                     group_name="training", kinds={"delta", "python"},
+                     description="Most popular items of the last CLICKREC_POPULAR_WINDOW_DAYS, overall and per "
+                                 "category."),
+    ],
+    check_specs=[
+        checks.spec(USER_RECOMMENDATIONS_KEY, "well_formed",
+                    "Unique (visitor, rank) and (visitor, item); ranks from 1; every row has its model version.",
+                    blocking=True),
+        checks.spec(SIMILAR_ITEMS_KEY, "well_formed", "Unique (item, rank); no item similar to itself.",
+                    blocking=True),
+        checks.spec(POPULAR_ITEMS_KEY, "well_formed", "Unique (scope, category, rank) and a non-empty overall list.",
+                    blocking=True),
+    ],
+)
+def recommendation_tables(context: dg.AssetExecutionContext, spark: SparkResource, lake: LakeResource):
+    settings = lake.settings()
+    found = champion_model(settings.registered_model_name, settings.tracking_uri)
+    if found is None:
+        raise dg.Failure(f"model {settings.registered_model_name!r} has no champion yet: materialise "
+                         f"{'/'.join(CHAMPION_KEY)} first")
+    champion = Champion(*found)
+    splits = _read(settings, GOLD_TRAINING_SPLITS)
+    items = _read(settings, GOLD_ITEM_FEATURES, "item_id, category_id")
+    tables = serving_tables(splits, items, champion, top_n=settings.recommend_top_n,
+                            similar_n=settings.recommend_top_n, active_days=settings.recommend_active_days,
+                            popular_window_days=settings.popular_window_days, generated_at=datetime.now(UTC))
+    session = spark.get_session()
+    targets = {"user_recommendations": (USER_RECOMMENDATIONS_KEY, GOLD_USER_RECOMMENDATIONS),
+               "similar_items": (SIMILAR_ITEMS_KEY, GOLD_SIMILAR_ITEMS),
+               "popular_items": (POPULAR_ITEMS_KEY, GOLD_POPULAR_ITEMS)}
+    for name, frame in tables.items():
+        key, table = targets[name]
+        version = overwrite(from_pandas(session, frame), table.path(settings),
+                            description=f"champion {champion.name} v{champion.version}")
+        yield dg.MaterializeResult(asset_key=key, metadata={
+            "row_count": dg.MetadataValue.int(len(frame)), "delta_version": version,
+            "model": f"{champion.name} v{champion.version}", "run_id": champion.run_id,
+            "preview": dg.MetadataValue.md(frame.head(10).to_markdown(index=False))})
+
+    recs = tables["user_recommendations"]
+    bad = {"duplicate_ranks": int(recs.duplicated(["visitor_id", "rank"]).sum()),
+           "duplicate_items": int(recs.duplicated(["visitor_id", "item_id"]).sum()),
+           "ranks_below_1": int((recs["rank"] < 1).sum()),
+           "missing_version": int(recs["model_version"].isna().sum())}
+    yield dg.AssetCheckResult(asset_key=USER_RECOMMENDATIONS_KEY, check_name="well_formed",
+                              passed=not any(bad.values()) and len(recs) > 0,
+                              metadata={**bad, "visitors": int(recs["visitor_id"].nunique())})
+    similar = tables["similar_items"]
+    bad = {"duplicate_ranks": int(similar.duplicated(["item_id", "rank"]).sum()),
+           "self_similar": int((similar["item_id"] == similar["similar_item_id"]).sum())}
+    yield dg.AssetCheckResult(asset_key=SIMILAR_ITEMS_KEY, check_name="well_formed",
+                              passed=not any(bad.values()), metadata=bad)
+    popular = tables["popular_items"]
+    duplicates = int(popular.duplicated(["scope", "category_id", "rank"]).sum())
+    overall = int((popular["scope"] == "overall").sum())
+    yield dg.AssetCheckResult(asset_key=POPULAR_ITEMS_KEY, check_name="well_formed",
+                              passed=duplicates == 0 and overall > 0,
+                              metadata={"duplicate_ranks": duplicates, "overall_rows": overall})

@@ -1,0 +1,51 @@
+"""The candidate models a training run fits: names → constructors, from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from clickrec_platform.recommend.models import (
+    ALS,
+    BPR,
+    ItemKNN,
+    MostPopular,
+    RandomRecommender,
+    Recommender,
+    SessionKNN,
+)
+
+BASELINE = "most_popular"  # the floor every model must clear
+CONTROL = "random"  # must score near zero: a check on the evaluation itself
+
+_CONSTRUCTORS: dict[str, Callable[..., Recommender]] = {
+    "most_popular": MostPopular,
+    "random": RandomRecommender,
+    "item_knn_cosine": lambda **p: ItemKNN(**{"similarity": "cosine", **p}),
+    "item_knn_bm25": lambda **p: ItemKNN(**{"similarity": "bm25", **p}),
+    "als": ALS,
+    "bpr": BPR,
+    "session_knn": SessionKNN,
+}
+CANDIDATES = tuple(_CONSTRUCTORS)
+
+
+def build_model(name: str, params: Mapping[str, Any] | None = None) -> Recommender:
+    """A fresh, unfitted model of candidate `name` with `params` (as logged: strings are parsed)."""
+    if name not in _CONSTRUCTORS:
+        raise ValueError(f"unknown model {name!r}; candidates: {', '.join(CANDIDATES)}")
+    return _CONSTRUCTORS[name](**{key: _parse(value) for key, value in (params or {}).items()})
+
+
+def _parse(value: Any) -> Any:
+    """Params come back from MLflow as strings: '64' → 64, '0.05' → 0.05, 'None' → None."""
+    if not isinstance(value, str):
+        return value
+    if value == "None":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value

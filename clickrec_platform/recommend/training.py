@@ -1,0 +1,184 @@
+"""One training: fit every candidate on the train split, evaluate on validation, log each to MLflow,
+then let the gate decide whether the best challenger becomes the champion.
+
+The gate compares like with like: the champion's metrics count only when they were measured on
+the same data (the same Delta versions of the inputs); otherwise the champion's configuration,
+retrained in this same training, stands in for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from clickrec_platform.recommend.candidates import BASELINE, CONTROL, build_model
+from clickrec_platform.recommend.data import InteractionData
+from clickrec_platform.recommend.evaluate import Evaluation, evaluate
+from clickrec_platform.recommend.gate import GateDecision, decide
+from clickrec_platform.recommend.models import Recommender
+from clickrec_platform.recommend.report import comparison_chart, comparison_table
+from clickrec_platform.recommend.tracking import (
+    CHALLENGER,
+    CHAMPION,
+    LoggedRun,
+    aliased_version,
+    gate_metrics,
+    log_model_run,
+    set_alias,
+)
+
+log = logging.getLogger("clickrec.training")
+
+CANDIDATE_TAG = "clickrec.candidate"
+TRAINING_TAG = "clickrec.training_id"
+GATE_TAG = "clickrec.gate"
+
+
+@dataclass
+class Candidate:
+    name: str
+    model: Recommender
+    evaluation: Evaluation
+    run: LoggedRun | None = None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return gate_metrics(self.evaluation.flat("val"))
+
+
+@dataclass
+class Training:
+    training_id: str
+    candidates: list[Candidate]
+    data_versions: dict[str, str]
+    split_dates: dict[str, str]
+    report_markdown: str
+    chart_path: Path
+    seconds: float
+
+    def candidate(self, name: str) -> Candidate:
+        return next(c for c in self.candidates if c.name == name)
+
+
+def train_candidates(splits: pd.DataFrame, items: pd.DataFrame | None,
+                     names: Sequence[str | tuple[str, Mapping[str, str]]], *,
+                     training_id: str, experiment: str, registered_model: str, tracking_uri: str,
+                     data_versions: Mapping[str, object], artifacts_dir: Path,
+                     progress: Callable[[str], None] = log.info) -> Training:
+    """Fit, evaluate and log every candidate (a name, or a name with params); every model but the
+    random control is registered."""
+    started = time.perf_counter()
+    data = InteractionData.from_splits(splits, items=items)
+    candidates = []
+    for entry in names:
+        name, params = (entry, None) if isinstance(entry, str) else entry
+        model = build_model(name, params).fit(data)
+        evaluation = evaluate(model, data, "validation", label=name)
+        progress(f"{name}: fit {model.fit_seconds:.1f}s, evaluated in {evaluation.seconds:.1f}s, "
+                 f"ndcg@20 {evaluation.value('ndcg@20'):.4f}")
+        candidates.append(Candidate(name, model, evaluation))
+    evaluations = [c.evaluation for c in candidates]
+    report = comparison_table(evaluations, {c.name: c.model.fit_seconds or 0.0 for c in candidates})
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    report_path = artifacts_dir / "model_comparison.md"
+    report_path.write_text(report)
+    chart_path = comparison_chart(evaluations, artifacts_dir / "model_comparison.png")
+    versions = {name: str(value) for name, value in data_versions.items()}
+    for candidate in candidates:
+        candidate.run = log_model_run(
+            experiment, candidate.model, candidate.evaluation, data_versions=versions,
+            split_dates=data.split_dates(), training_seconds=candidate.model.fit_seconds or 0.0,
+            tracking_uri=tracking_uri, artifacts=[report_path, chart_path],
+            registered_model_name=None if candidate.name == CONTROL else registered_model,
+            tags={CANDIDATE_TAG: candidate.name, TRAINING_TAG: training_id}, run_name=candidate.name)
+    return Training(training_id, candidates, versions, data.split_dates(), report, chart_path,
+                    time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    promoted: bool
+    reason: str
+    challenger: str  # the best candidate's name
+    challenger_version: str | None
+    champion_version: str | None  # after the decision
+    champion_metrics: dict[str, float] | None  # on this training's evaluation, when comparable
+    baseline_metrics: dict[str, float]
+
+    def champion_beats_baseline(self, metric: str) -> bool:
+        return (self.champion_metrics is not None and
+                self.champion_metrics.get(metric, float("-inf")) > self.baseline_metrics[metric])
+
+
+def run_gate(training: Training, registered_model: str, tracking_uri: str, metric: str = "ndcg@20",
+             min_relative_lift: float = 0.0) -> GateOutcome:
+    """Promote the best challenger to `champion` only if it beats the current champion and the
+    popularity baseline on this training's validation metrics; otherwise it becomes `challenger`
+    and the champion stays. The reason is tagged on the challenger's run and model version."""
+    baseline = training.candidate(BASELINE).metrics
+    contenders = [c for c in training.candidates if c.name not in (BASELINE, CONTROL)]
+    if not contenders:
+        raise ValueError("no candidate besides the baseline and the control: nothing to promote")
+    best = max(contenders, key=lambda c: c.metrics[metric])
+    current = aliased_version(registered_model, CHAMPION, tracking_uri)
+    champion_metrics, note = _comparable_champion_metrics(current, training, tracking_uri)
+    decision: GateDecision = decide(best.metrics, champion_metrics, baseline, metric, min_relative_lift)
+    reason = decision.reason + (f" ({note})" if note else "")
+    version = best.run.registered_version if best.run else None
+    client = MlflowClient(tracking_uri)
+    if version is not None:
+        set_alias(registered_model, version, CHAMPION if decision.promote else CHALLENGER, tracking_uri)
+        client.set_model_version_tag(registered_model, version, GATE_TAG, reason[:5000])
+        client.set_tag(best.run.run_id, GATE_TAG, reason[:5000])
+    if decision.promote:
+        champion_version, champion_metrics = version, best.metrics
+    else:
+        champion_version = current.version if current else None
+    return GateOutcome(decision.promote, reason, best.name, version, champion_version, champion_metrics, baseline)
+
+
+def _comparable_champion_metrics(current, training: Training, tracking_uri: str
+                                 ) -> tuple[dict[str, float] | None, str]:
+    if current is None:
+        return None, ""
+    if current.data_versions == training.data_versions:
+        return current.metrics, f"champion v{current.version} was evaluated on the same data"
+    run = MlflowClient(tracking_uri).get_run(current.run_id)
+    name = run.data.tags.get(CANDIDATE_TAG)
+    same_config = [c for c in training.candidates if c.name == name and c.run is not None
+                   and {k: str(v) for k, v in c.model.params.items()}.items() <= run.data.params.items()]
+    if same_config:
+        return same_config[0].metrics, (f"champion v{current.version} ({name}) was trained on other data: "
+                                        "its configuration retrained here stands in for it")
+    return None, f"champion v{current.version} is not comparable on this data and its configuration was not trained"
+
+
+def with_champion_config(names: Sequence[str], registered_model: str, tracking_uri: str
+                         ) -> list[str | tuple[str, dict[str, str]]]:
+    """The candidates, plus the current champion's configuration when it is not among them: the gate
+    can then always compare with the champion on the same data."""
+    found = champion_model(registered_model, tracking_uri)
+    if found is None or found[0] in names:
+        return list(names)
+    return [*names, (found[0], found[1])]
+
+
+def champion_model(registered_model: str, tracking_uri: str) -> tuple[str, dict[str, str], str, str] | None:
+    """(candidate name, params, version, run id) of the current champion, or None."""
+    current = aliased_version(registered_model, CHAMPION, tracking_uri)
+    if current is None:
+        return None
+    run = MlflowClient(tracking_uri).get_run(current.run_id)
+    params = {k: v for k, v in run.data.params.items() if not k.startswith(("data_version_", "split_"))}
+    return run.data.tags[CANDIDATE_TAG], params, current.version, current.run_id
+
+
+def temporary_artifacts_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="clickrec-training-"))
