@@ -128,7 +128,7 @@ def run_report(result: dg.ExecuteInProcessResult, partitions: str, seconds: floa
                 step.rows = max(step.rows or 0, int(rows.value))
         elif kind == "ASSET_CHECK_EVALUATION":
             step = steps.setdefault(event.step_key, StepReport(data.asset_key.to_user_string()))
-            step.checks = {**(step.checks or {}), data.check_name: data.passed}
+            step.checks = {**(step.checks or {}), f"{data.asset_key.path[-1]}.{data.check_name}": data.passed}
             step.ok &= data.passed or data.severity == dg.AssetCheckSeverity.WARN
         elif kind == "STEP_SUCCESS":
             steps.setdefault(event.step_key, StepReport(event.step_key)).seconds = data.duration_ms / 1000

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 
 from clickrec_platform.recommend.candidates import BASELINE, CONTROL, build_model
 from clickrec_platform.recommend.data import InteractionData
-from clickrec_platform.recommend.evaluate import Evaluation, evaluate
+from clickrec_platform.recommend.evaluate import Evaluation, evaluate, grid_search
 from clickrec_platform.recommend.gate import GateDecision, decide
 from clickrec_platform.recommend.models import Recommender
 from clickrec_platform.recommend.report import comparison_chart, comparison_table
@@ -71,14 +71,20 @@ def train_candidates(splits: pd.DataFrame, items: pd.DataFrame | None,
                      names: Sequence[str | tuple[str, Mapping[str, str]]], *,
                      training_id: str, experiment: str, registered_model: str, tracking_uri: str,
                      data_versions: Mapping[str, object], artifacts_dir: Path,
-                     progress: Callable[[str], None] = log.info) -> Training:
+                     grids: Mapping[str, Mapping[str, Sequence[object]]] | None = None,
+                     metric: str = "ndcg@20", progress: Callable[[str], None] = log.info) -> Training:
     """Fit, evaluate and log every candidate (a name, or a name with params); every model but the
-    random control is registered."""
+    random control is registered. A candidate named in `grids` (and given no params) first has its
+    grid searched on validation by `metric`, and goes on with the best point."""
     started = time.perf_counter()
     data = InteractionData.from_splits(splits, items=items)
     candidates = []
     for entry in names:
         name, params = (entry, None) if isinstance(entry, str) else entry
+        if params is None and grids and grids.get(name):
+            search = grid_search(lambda _name=name, **point: build_model(_name, point), grids[name], data, metric)
+            params = search.best_params
+            progress(f"{name}: grid of {len(search.trials)} points, best {params} ({metric} {search.best_score:.4f})")
         model = build_model(name, params).fit(data)
         evaluation = evaluate(model, data, "validation", label=name)
         progress(f"{name}: fit {model.fit_seconds:.1f}s, evaluated in {evaluation.seconds:.1f}s, "

@@ -80,7 +80,8 @@ def models(context: dg.AssetExecutionContext, lake: LakeResource):
                                             settings.tracking_uri), training_id=context.run_id,
         experiment=settings.mlflow_experiment, registered_model=settings.registered_model_name,
         tracking_uri=settings.tracking_uri, data_versions=data_versions,
-        artifacts_dir=temporary_artifacts_dir(), progress=context.log.info)
+        artifacts_dir=temporary_artifacts_dir(), grids=settings.training_grids, metric=settings.gate_metric,
+        progress=context.log.info)
     outcome = run_gate(training, settings.registered_model_name, settings.tracking_uri, settings.gate_metric,
                        settings.gate_min_relative_lift)
     metric = settings.gate_metric
