@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     # Models (Dagster training assets): candidates, the gate, and what the champion writes.
     training_models: list[str] = ["most_popular", "random", "item_knn_cosine", "item_knn_bm25", "als", "bpr",
                                   "session_knn"]
+    # Hyper-parameter grids searched on validation before a candidate is fitted for good, e.g.
+    # CLICKREC_TRAINING_GRIDS='{"als": {"factors": [32, 64], "alpha": [2, 10, 40]}}'. Small by default.
+    training_grids: dict[str, dict[str, list[float | int | str | None]]] = {
+        "most_popular": {"window_days": [3.0, 7.0]},
+        "item_knn_cosine": {"neighbours": [50, 200]},
+    }
     registered_model_name: str = "clickrec-recommender"
     gate_metric: str = "ndcg@20"  # validation metric the champion/challenger gate compares
     gate_min_relative_lift: float = 0.0  # 0.05: a challenger must be 5% better
