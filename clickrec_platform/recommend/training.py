@@ -168,12 +168,10 @@ def _comparable_champion_metrics(current, training: Training, tracking_uri: str
 
 def with_champion_config(names: Sequence[str], registered_model: str, tracking_uri: str
                          ) -> list[str | tuple[str, dict[str, str]]]:
-    """The candidates, plus the current champion's configuration when it is not among them: the gate
-    can then always compare with the champion on the same data."""
+    """The candidates plus the current champion's exact configuration (its parameters as logged), so
+    the gate can always compare with the champion on the same data, whatever grids choose."""
     found = champion_model(registered_model, tracking_uri)
-    if found is None or found[0] in names:
-        return list(names)
-    return [*names, (found[0], found[1])]
+    return list(names) if found is None else [*names, (found[0], found[1])]
 
 
 def champion_model(registered_model: str, tracking_uri: str) -> tuple[str, dict[str, str], str, str] | None:
