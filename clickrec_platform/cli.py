@@ -415,16 +415,61 @@ def bench_stream_latency(
         console.print(line, highlight=False)
 
 
-@bench.command("features")
-def bench_features(
+@bench.command("graph")
+def bench_graph(
     events: Annotated[int, typer.Option(help="Generated events (RetailRocket has 2.76M).")] = 2_760_000,
-    days: Annotated[int, typer.Option(help="Days they span.")] = 30,
+    days: Annotated[int, typer.Option(help="Days they span (RetailRocket: 138).")] = 138,
+    select: Annotated[str | None, typer.Option(help="Dagster selection (default: the whole graph).")] = None,
 ) -> None:
-    """The whole feature graph (reference data, features, training sets) in one Dagster run: seconds per asset."""
-    from clickrec_platform.benchmarks.features import run_feature_benchmark
+    """The Dagster graph (reference data, features, training sets, models) in one run: seconds per asset."""
+    from clickrec_platform.benchmarks.graph import run_graph_benchmark
 
-    for line in run_feature_benchmark(events, days):
+    for line in run_graph_benchmark(events, days, select):
         console.print(line, highlight=False)
+
+
+@app.command()
+def serve(
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes (default CLICKREC_API_WORKERS).")
+                       ] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default CLICKREC_BIND_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default CLICKREC_API_PORT).")] = None,
+) -> None:
+    """Run the recommendation API in the foreground (uvicorn): docs at /docs, metrics at /metrics.
+
+    First creates what it reads where missing (the read-only role, the gold tables, grants)."""
+    import psycopg
+
+    from clickrec_platform.serving.api.server import run_server
+
+    settings = get_settings()
+    console.print(f"API on http://{host or settings.bind_host}:{port or settings.api_port} "
+                  f"(docs /docs, metrics /metrics), schema {settings.gold_schema}")
+    try:
+        run_server(settings, host=host, port=port, workers=workers)
+    except (psycopg.Error, RuntimeError) as exc:
+        raise _fail(f"{type(exc).__name__}: {exc}") from exc
+
+
+@bench.command("api")
+def bench_api(
+    visitors: Annotated[int, typer.Option(help="Visitors with recommendations in the test data.")] = 100_000,
+    items: Annotated[int, typer.Option(help="Items in the test catalogue.")] = 50_000,
+    duration: Annotated[float, typer.Option(help="Seconds of load per endpoint.")] = 10.0,
+    connections: Annotated[int, typer.Option(help="Concurrent connections of the load generator.")] = 16,
+    workers: Annotated[int | None, typer.Option(help="uvicorn workers (default CLICKREC_API_WORKERS).")] = None,
+) -> None:
+    """Load-test the API with wrk on loopback, against generated data in a scratch schema:
+    requests/s and p50/p95/p99 per endpoint."""
+    from clickrec_platform.benchmarks.api import run_api_benchmark
+
+    settings = get_settings()
+    try:
+        for line in run_api_benchmark(settings, visitors=visitors, items=items, duration_s=duration,
+                                      connections=connections, workers=workers or settings.api_workers):
+            console.print(line, highlight=False, soft_wrap=True)
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from exc
 
 
 if __name__ == "__main__":

@@ -4,16 +4,19 @@ touch the platform's own data."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 from confluent_kafka.admin import NewTopic
 from psycopg import sql
 
-from clickrec_platform.settings import Settings
+from clickrec_platform.settings import Settings, get_settings
 from clickrec_platform.stack.kafka import admin_client
 
 # The settings that differ inside a scratch namespace (hand them to a child process as its environment).
@@ -34,3 +37,43 @@ def scratch_settings(settings: Settings, prefix: str = "scratch") -> Iterator[Se
             admin.delete_topics([tag])[tag].result(30)
             with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(scratch.gold_schema)))
+
+
+@contextmanager
+def scratch_process_settings(root: Path, prefix: str = "scratch", **environment: str) -> Iterator[Settings]:
+    """This process's settings (`get_settings()`, which Dagster resources read) pointed at a namespace
+    of their own: a lake and reference folder under `root`, a Postgres schema, an MLflow experiment
+    and registered model name, plus any other `CLICKREC_…` variables. All removed afterwards."""
+    tag = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    isolated = {"CLICKREC_LAKE_ROOT": str(root / "lake"), "CLICKREC_REFERENCE_DIR": str(root / "reference"),
+                "CLICKREC_GOLD_SCHEMA": tag, "CLICKREC_MLFLOW_EXPERIMENT": tag,
+                "CLICKREC_REGISTERED_MODEL_NAME": tag.replace("_", "-"), **environment}
+    saved = {name: os.environ.get(name) for name in [*isolated, "RETAILROCKET_DIR"]}
+    os.environ.pop("RETAILROCKET_DIR", None)
+    os.environ.update(isolated)
+    get_settings.cache_clear()
+    settings = get_settings()
+    try:
+        yield settings
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()
+        _remove_namespace(settings)
+
+
+def _remove_namespace(settings: Settings) -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.gold_schema)))
+    client = MlflowClient(settings.tracking_uri)
+    with contextlib.suppress(MlflowException):  # raised when nothing was registered
+        client.delete_registered_model(settings.registered_model_name)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    if experiment is not None:
+        client.delete_experiment(experiment.experiment_id)
