@@ -34,7 +34,7 @@ def test_every_computed_table_has_checks_and_the_graph_has_its_automation():
     assert graph.get(dg.AssetKey(["delta", "silver", "events"])).is_observable
     interactions = graph.get(dg.AssetKey(["delta", "gold", "interactions"]))
     assert interactions.partitions_def is not None
-    assert {s.name for s in defs.schedules} >= {"daily_training_graph"}
+    assert {s.name for s in defs.schedules} >= {"daily_training_graph", "observe_silver_events_every_15_minutes"}
     assert {s.name for s in defs.sensors} >= {"silver_events_sensor", "alert_on_run_failure"}
 
 

@@ -143,3 +143,18 @@ def test_broken_input_fails_the_right_check_and_blocks_what_depends_on_it(spark,
         assert not {"delta/gold/item_features", "delta/gold/training_splits"} & materialized
         assert "delta/silver/items" in materialized  # unaffected by either fault
         assert not result.success
+
+
+def test_observing_silver_records_its_delta_version_rows_and_freshness(spark, lake):
+    from clickrec_platform.definitions import defs
+    from clickrec_platform.lake.delta_log import latest_version
+
+    result = defs.resolve_job_def("observe_silver_events").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral())
+    (observation,) = [e.event_specific_data.asset_observation for e in result.all_events
+                      if e.event_type_value == "ASSET_OBSERVATION"]
+    assert observation.tags["dagster/data_version"] == str(latest_version(SILVER_EVENTS.path(lake)))
+    rows = spark.read.format("delta").load(SILVER_EVENTS.path(lake)).count()
+    assert observation.metadata["row_count"].value == rows
+    (fresh,) = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert fresh.passed  # just loaded

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from clickrec_platform.defs.ingest.sources import SILVER_EVENTS_KEY
 from clickrec_platform.defs.partitions import EVENT_DATES
 from clickrec_platform.lake.delta_log import partitions_added_since
 from clickrec_platform.lake.tables import SILVER_EVENTS
@@ -13,6 +14,13 @@ TRAINING_GRAPH = dg.AssetSelection.groups("reference", "features", "training", "
 training_graph_job = dg.define_asset_job(
     "training_graph", selection=TRAINING_GRAPH, partitions_def=EVENT_DATES,
     description="Reference data → features → training sets (→ models → publish), for a range of event dates.")
+
+# Observing silver.events records its Delta version (the data version) and runs its freshness check.
+observe_silver_job = dg.define_asset_job("observe_silver_events", selection=dg.AssetSelection.assets(SILVER_EVENTS_KEY),
+                                         description="Observe silver.events: Delta version, rows, freshness.")
+observe_silver_schedule = dg.ScheduleDefinition(job=observe_silver_job, cron_schedule="*/15 * * * *",
+                                                default_status=dg.DefaultScheduleStatus.STOPPED,
+                                                name="observe_silver_events_every_15_minutes")
 
 daily_training_schedule = dg.build_schedule_from_partitioned_job(
     training_graph_job, hour_of_day=2, minute_of_hour=0, default_status=dg.DefaultScheduleStatus.STOPPED,
@@ -45,5 +53,6 @@ def silver_events_sensor(context: dg.SensorEvaluationContext):
 
 @dg.definitions
 def automation() -> dg.Definitions:
-    return dg.Definitions(jobs=[training_graph_job], schedules=[daily_training_schedule],
+    return dg.Definitions(jobs=[training_graph_job, observe_silver_job],
+                          schedules=[daily_training_schedule, observe_silver_schedule],
                           sensors=[silver_events_sensor])

@@ -60,8 +60,9 @@ def silver_events(lake: LakeResource):
         metadata={"delta_version": version, "row_count": dg.MetadataValue.int(rows), "path": path,
                   "first_event_date": str(first_date), "last_event_date": str(last_date),
                   "last_ingested_at": str(latest_ingest)})
-    age_hours = None if latest_ingest is None else (datetime.now(UTC).replace(tzinfo=None) - latest_ingest
-                                                    ).total_seconds() / 3600
+    if latest_ingest is not None and latest_ingest.tzinfo is None:  # DuckDB gives timestamptz; be sure
+        latest_ingest = latest_ingest.replace(tzinfo=UTC)
+    age_hours = None if latest_ingest is None else (datetime.now(UTC) - latest_ingest).total_seconds() / 3600
     yield checks.result(FRESHNESS, age_hours is not None and age_hours <= settings.silver_freshness_hours,
                         warn_only=True, hours_since_last_ingest=age_hours,
                         limit_hours=settings.silver_freshness_hours)
