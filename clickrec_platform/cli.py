@@ -458,6 +458,8 @@ def bench_api(
     duration: Annotated[float, typer.Option(help="Seconds of load per endpoint.")] = 10.0,
     connections: Annotated[int, typer.Option(help="Concurrent connections of the load generator.")] = 16,
     workers: Annotated[int | None, typer.Option(help="uvicorn workers (default CLICKREC_API_WORKERS).")] = None,
+    only: Annotated[str | None, typer.Option(help="Only endpoints containing this text, e.g. recommendations.")
+                    ] = None,
 ) -> None:
     """Load-test the API with wrk on loopback, against generated data in a scratch schema:
     requests/s and p50/p95/p99 per endpoint."""
@@ -466,7 +468,8 @@ def bench_api(
     settings = get_settings()
     try:
         for line in run_api_benchmark(settings, visitors=visitors, items=items, duration_s=duration,
-                                      connections=connections, workers=workers or settings.api_workers):
+                                      connections=connections, workers=workers or settings.api_workers,
+                                      only=only):
             console.print(line, highlight=False, soft_wrap=True)
     except RuntimeError as exc:
         raise _fail(str(exc)) from exc

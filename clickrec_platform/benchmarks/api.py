@@ -162,6 +162,12 @@ def _wait_healthy(url: str, server: subprocess.Popen, timeout_s: float = 60.0) -
     raise RuntimeError(f"the API did not answer {url}/health within {timeout_s:.0f}s")
 
 
+def _counted(exposition: str, endpoint: str) -> float:
+    """Requests to ``endpoint`` in a Prometheus exposition, over every status code."""
+    prefix = f'clickrec_api_requests_total{{endpoint="{endpoint}",'
+    return sum(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines() if line.startswith(prefix))
+
+
 def run_wrk(url: str, template: str, low: int, high: int, duration_s: float, connections: int,
             threads: int = 1, seed: int = 1) -> dict[str, float]:
     """One wrk run over ``url + template % random id``; requests/s and latency percentiles (ms)."""
@@ -183,7 +189,7 @@ def run_wrk(url: str, template: str, low: int, high: int, duration_s: float, con
 
 
 def run_api_benchmark(settings: Settings, *, visitors: int, items: int, duration_s: float, connections: int,
-                      workers: int) -> Iterator[str]:
+                      workers: int, only: str | None = None) -> Iterator[str]:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: `clickrec setup` (as root) or `apt-get install wrk`")
     with scratch_settings(settings, "benchapi") as scratch:
@@ -215,12 +221,18 @@ def run_api_benchmark(settings: Settings, *, visitors: int, items: int, duration
                     ("/user-stats/{user_id}", "/user-stats/%d", 1, visitors),
                     ("/search?q=<category>", "/search?q=%d&limit=20", 1, CATEGORIES),
                 ]
+                endpoints = [e for e in endpoints if only is None or only in e[0]]
                 yield f"{'endpoint':<30} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'non-2xx':>8}"
+                sent = 0
                 for name, template, low, high in endpoints:
-                    run_wrk(url, template, low, high, 2, connections)  # warm-up: prepared statements, caches
+                    warm = run_wrk(url, template, low, high, 2, connections)  # prepared statements, caches
                     r = run_wrk(url, template, low, high, duration_s, connections)
+                    sent += warm["requests"] + r["requests"] if name.startswith("/recommendations") else 0
                     yield (f"{name:<30} {r['rps']:>8,.0f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} "
                            f"{r['max_ms']:>8.1f} {r['non2xx'] + r['socket_errors']:>8,}")
+                counted = _counted(httpx.get(f"{url}/metrics", timeout=5).text, "/recommendations/{user_id}")
+                yield (f"/metrics (all workers) counted {counted:,.0f} answered /recommendations requests; "
+                       f"wrk completed {sent:,}")
             finally:
                 os.killpg(server.pid, signal.SIGTERM)
                 try:

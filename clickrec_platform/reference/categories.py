@@ -53,9 +53,10 @@ def category_hierarchy(tree: pd.DataFrame) -> pd.DataFrame:
         "parent_id": parent,
         "root_id": pd.array(ids[current], dtype="Int64", copy=True),
         "depth": pd.array(depth, dtype="Int64"),
-        "path": pd.Series(["/".join(reversed(c)) for c in chains], dtype=object).where(ok, None),
+        # Typed even when every value is missing, so Delta never stores a column of type void.
+        "path": pd.Series(["/".join(reversed(c)) for c in chains], dtype="string").where(ok, pd.NA),
         "is_leaf": [i not in children for i in range(len(ids))],
-        "problem": pd.Series(problem, dtype=object),
+        "problem": pd.Series(problem, dtype="string"),
     })
     frame.loc[~ok, ["root_id", "depth"]] = pd.NA
     return frame

@@ -20,7 +20,7 @@ columns, all before anything is written. Call :func:`ensure_live_tables` once be
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -467,16 +467,34 @@ def _stage(cur: psycopg.Cursor, data: pa.Table, columns: Sequence[_Column], what
     ))
     if data.num_rows == 0:
         return stage
-    names = sql.SQL(", ").join(sql.Identifier(column.name) for column in columns)
+    copy_arrow(cur, stage, data.column_names, data.to_batches(max_chunksize=_COPY_CHUNK_ROWS))
+    return stage
+
+
+def copy_arrow(cur: psycopg.Cursor, target: sql.Composable, names: Sequence[str],
+               batches: Iterable[pa.RecordBatch], *, freeze: bool = False) -> int:
+    """COPY Arrow record batches (columns ``names``, in that order) into ``target``; return rows copied.
+
+    Columns must be of types that Arrow's CSV writer writes as text Postgres parses: numbers, strings,
+    booleans, timezone-aware timestamps. ``freeze`` (COPY FREEZE) is for a table created in the same
+    transaction: its rows land frozen and all-visible, so index-only scans work without a VACUUM.
+    """
     # Arrow writes nulls as empty fields and quotes every string, which is how COPY's CSV format
     # tells NULL from '' ; timestamps come out as ISO 8601 with a Z suffix.
     options = pacsv.WriteOptions(include_header=False)
-    with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(stage, names)) as copy:
-        for batch in data.to_batches(max_chunksize=_COPY_CHUNK_ROWS):
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv{})").format(
+        target, sql.SQL(", ").join(sql.Identifier(name) for name in names),
+        sql.SQL(", FREEZE") if freeze else sql.SQL(""))
+    copied = 0
+    with cur.copy(statement) as copy:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
             buffer = pa.BufferOutputStream()
             pacsv.write_csv(batch, buffer, options)
             copy.write(memoryview(buffer.getvalue()))
-    return stage
+            copied += batch.num_rows
+    return copied
 
 
 def _upsert_changed_sql(

@@ -21,6 +21,7 @@ DEBIAN_PACKAGES = {
     "java": "openjdk-17-jre-headless",
     "mvn": "maven",
     "runuser": "util-linux",
+    "wrk": "wrk",  # the HTTP load generator of `clickrec bench api`
 }
 
 

@@ -20,14 +20,14 @@ def test_category_hierarchy_gives_root_depth_path_and_leaves():
     assert by_id["depth"].tolist() == [0, 1, 2, 1, 0]
     assert by_id.loc[30, "path"] == "10/20/30"
     assert by_id["is_leaf"].tolist() == [False, False, True, True, True]
-    assert by_id["problem"].isna().all()
+    assert by_id["problem"].isna().all() and by_id["problem"].dtype == "string"
 
 
 def test_category_hierarchy_names_cycles_and_unknown_parents_instead_of_looping():
     tree = category_hierarchy(_tree([(1, None), (2, 3), (3, 2), (4, 2), (5, 99), (6, 5)])).set_index("category_id")
     assert tree.loc[[2, 3, 4], "problem"].tolist() == [CYCLE] * 3
     assert tree.loc[[5, 6], "problem"].tolist() == [UNKNOWN_PARENT] * 2
-    assert tree.loc[1, "problem"] is None and tree.loc[1, "depth"] == 0
+    assert pd.isna(tree.loc[1, "problem"]) and tree.loc[1, "depth"] == 0
     assert tree.loc[[2, 3, 4, 5, 6], "root_id"].isna().all()
 
 

@@ -1,0 +1,234 @@
+"""The recommendation API (FastAPI): ``create_app(settings)``; ``clickrec serve`` runs it under uvicorn.
+
+Every request borrows a connection from an async pool (psycopg 3, autocommit, statements prepared
+on first use, a statement timeout) and runs one or two indexed queries. Handlers write JSON with
+orjson straight into the response; the pydantic models in ``schemas.py`` document the shapes.
+
+Errors are answered as JSON, never with a stack trace: bad parameters 422 (which parameter and
+why), unknown items or visitors 404, the database unreachable, too slow or its tables missing 503
+(with ``Retry-After``), anything else 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import orjson
+import psycopg
+from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from starlette.requests import Request
+
+from clickrec_platform.serving.api import queries, schemas
+from clickrec_platform.serving.api.blend import blend, top_up
+from clickrec_platform.serving.api.metrics import ApiMetrics, MetricsMiddleware
+from clickrec_platform.serving.api.params import parse_window
+from clickrec_platform.serving.roles import reader_dsn
+from clickrec_platform.settings import Settings, get_settings
+
+log = logging.getLogger("clickrec.api")
+
+MAX_ID = 2**63 - 1
+UserId = Annotated[int, Path(ge=0, le=MAX_ID, description="RetailRocket visitor id.")]
+ItemId = Annotated[int, Path(ge=0, le=MAX_ID, description="RetailRocket item id.")]
+CategoryId = Annotated[int | None, Query(ge=0, le=MAX_ID, description="Category id (any level of the tree).")]
+Limit = Annotated[int, Query(ge=1, le=100, description="How many items, 1–100.")]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": schemas.Error, "description": "A parameter is missing or invalid."},
+    503: {"model": schemas.Error, "description": "The database is unreachable, too slow, or not set up."},
+}
+_NOT_FOUND = {404: {"model": schemas.Error, "description": "Unknown id."}}
+
+
+def _json(payload: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json",
+                    headers=headers)
+
+
+def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
+    """The API over ``settings.gold_schema``, connecting as the read-only role (or with ``conninfo``)."""
+    metrics = ApiMetrics()
+    gold = queries.GoldQueries(settings.gold_schema)
+    pool = AsyncConnectionPool(
+        conninfo or reader_dsn(settings), min_size=settings.api_pool_min_size,
+        max_size=settings.api_pool_max_size, timeout=settings.api_pool_timeout_s, open=False,
+        name="clickrec-api",
+        kwargs={"autocommit": True, "prepare_threshold": 0, "connect_timeout": 3,
+                "options": f"-c statement_timeout={int(settings.api_statement_timeout_ms)} "
+                           "-c default_transaction_read_only=on",
+                "application_name": "clickrec-api"})
+    seen_limit = settings.recent_items_per_visitor
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await pool.open(wait=False)  # start even while the database is down: requests answer 503
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="clickrec recommendation API", version="1.0", lifespan=lifespan,
+        description="Real-time recommendations from the clickrec lakehouse: the champion model's lists "
+                    "(published atomically to PostgreSQL) blended with each visitor's live activity.")
+    app.state.pool = pool
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    _add_error_handlers(app)
+
+    @app.get("/recommendations/{user_id}", response_model=schemas.Recommendations, responses=_ERRORS,
+             summary="Recommendations for a visitor, live")
+    async def recommendations(
+        user_id: UserId,
+        k: Annotated[int, Query(ge=1, le=100, description="How many items, 1–100.")] = 10,
+        exclude_seen: Annotated[bool, Query(description="Leave out the visitor's recent items.")] = True,
+    ) -> Response:
+        """The champion model's list blended with items similar to the visitor's most recent ones
+        (updated by the stream within seconds of an event). Visitors with neither get trending, then
+        popular items. `source` says what produced the list; the model version and run come with it."""
+        async with pool.connection() as conn:
+            model, seen, similar = await queries.personal_rows(conn, gold, user_id, k, seen_limit)
+            result = blend(model, similar, seen, k, exclude_seen)
+            if len(result.items) < k:
+                fallback = await queries.fallback_rows(conn, gold, k + (len(seen) if exclude_seen else 0))
+                result = top_up(result, fallback, seen, k, exclude_seen)
+        metrics.recommendation_source.labels(result.source).inc()
+        provenance = result.provenance
+        return _json({
+            "user_id": user_id, "source": result.source,
+            "model_name": provenance.model_name if provenance else None,
+            "model_version": provenance.model_version if provenance else None,
+            "run_id": provenance.run_id if provenance else None,
+            "based_on_recent_items": seen[:5],
+            "items": [{"item_id": i.item_id, "score": i.score, "source": i.source} for i in result.items]})
+
+    @app.get("/similar-items/{item_id}", response_model=schemas.SimilarItems, responses=_ERRORS | _NOT_FOUND,
+             summary="Items similar to an item")
+    async def similar_items(item_id: ItemId, k: Limit = 10) -> Response:
+        async with pool.connection() as conn:
+            rows = await queries.similar_items(conn, gold, item_id, k)
+        if rows is None:
+            raise HTTPException(404, f"unknown item {item_id}: not in the catalogue and no similar items")
+        return _json({"item_id": item_id, "items": rows})
+
+    @app.get("/trending", response_model=schemas.Trending, responses=_ERRORS, summary="Trending items, live")
+    async def trending(
+        limit: Limit = 20,
+        window: Annotated[str, Query(description="How far back from the latest window: 30m, 1h, 2d (1m–7d).")
+                          ] = "1h",
+    ) -> Response:
+        """Items with the most weighted interactions in the event-time windows of the stream that
+        ended within `window` before the latest one."""
+        try:
+            span = parse_window(window)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        async with pool.connection() as conn:
+            rows = await queries.trending(conn, gold, span, limit)
+        as_of = rows[0].pop("as_of") if rows else None
+        for row in rows[1:]:
+            row.pop("as_of")
+        return _json({"window": window, "as_of": as_of, "items": rows})
+
+    @app.get("/popular-products", response_model=schemas.PopularProducts, responses=_ERRORS,
+             summary="Popular items, overall or in a category")
+    async def popular_products(
+        limit: Limit = 20, category: CategoryId = None,
+        window_days: Annotated[int | None, Query(ge=1, le=3650, description="Popularity window in days "
+                                                 "(default: the shortest one published).")] = None,
+    ) -> Response:
+        async with pool.connection() as conn:
+            source, rows = await queries.popular(conn, gold, category, window_days, limit)
+        return _json({"category": category, "source": source, "items": rows})
+
+    @app.get("/user-stats/{user_id}", response_model=schemas.UserStats, responses=_ERRORS | _NOT_FOUND,
+             summary="A visitor's behaviour statistics")
+    async def user_stats(user_id: UserId) -> Response:
+        async with pool.connection() as conn:
+            row = await queries.user_stats(conn, gold, user_id)
+        if row is None:
+            raise HTTPException(404, f"unknown visitor {user_id}: no published statistics")
+        return _json(row)
+
+    @app.get("/search", response_model=schemas.SearchResults, responses=_ERRORS, summary="Search the catalogue")
+    async def search(
+        q: Annotated[str, Query(min_length=1, max_length=200, description="Words to find (web-search syntax: "
+                                "quotes, OR, -word). Item ids and category ids are the words items have.")],
+        category: CategoryId = None,
+        min_price: Annotated[float | None, Query(ge=0, description="Lowest price.")] = None,
+        max_price: Annotated[float | None, Query(ge=0, description="Highest price.")] = None,
+        available: Annotated[bool | None, Query(description="Only available (true) or unavailable items.")] = None,
+        limit: Limit = 20,
+    ) -> Response:
+        """PostgreSQL full-text search over the catalogue, filters combined with AND, best match first
+        (then by interaction weight over 30 days)."""
+        if "\x00" in q:
+            raise HTTPException(422, "query parameter 'q' must not contain NUL characters")
+        if min_price is not None and max_price is not None and min_price > max_price:
+            raise HTTPException(422, f"min_price ({min_price:g}) is greater than max_price ({max_price:g})")
+        async with pool.connection() as conn:
+            rows = await queries.search(conn, gold, q, category, min_price, max_price, available, limit)
+        return _json({"q": q, "items": rows})
+
+    @app.get("/health", response_model=schemas.Health, responses={503: {"model": schemas.Health}},
+             summary="Whether the API can read the database")
+    async def health() -> Response:
+        try:
+            async with pool.connection(timeout=min(1.0, settings.api_pool_timeout_s)) as conn:
+                published = await queries.live_versions(conn, gold)
+        except (psycopg.Error, PoolTimeout) as exc:
+            return _json({"status": "unavailable", "database": _reason(exc), "published": {}}, 503,
+                         {"Retry-After": "1"})
+        return _json({"status": "ok", "database": "ok", "published": published})
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {}}}})
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app from the environment's settings: uvicorn's factory for `clickrec serve` workers."""
+    return create_app(get_settings())
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, PoolTimeout):
+        return "no database connection available in time (is PostgreSQL up?)"
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        return "gold tables missing: run `clickrec serve` once (creates them) or publish them"
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return "query timed out"
+    return f"database error ({type(exc).__name__})"
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def invalid(_request: Request, exc: RequestValidationError) -> Response:
+        errors = [{"parameter": str(e["loc"][-1]) if e.get("loc") else None,
+                   "in": e["loc"][0] if e.get("loc") else None, "message": e.get("msg")} for e in exc.errors()]
+        summary = "; ".join(f"{e['in']} parameter {e['parameter']!r}: {e['message']}" for e in errors)
+        return _json({"detail": summary or "invalid request", "errors": errors}, 422)
+
+    async def unavailable(_request: Request, exc: Exception) -> Response:
+        log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        return _json({"detail": f"database unavailable: {_reason(exc)}"}, 503, {"Retry-After": "1"})
+
+    async def failed(_request: Request, exc: Exception) -> Response:
+        log.error("unhandled error", exc_info=exc)
+        return _json({"detail": "internal error"}, 500)
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    for unavailable_error in (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError,
+                              psycopg.errors.UndefinedTable):
+        app.add_exception_handler(unavailable_error, unavailable)
+    app.add_exception_handler(psycopg.Error, failed)
+    app.add_exception_handler(Exception, failed)

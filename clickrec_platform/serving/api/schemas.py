@@ -1,0 +1,118 @@
+"""Response shapes, for the OpenAPI document at /docs (handlers write JSON with orjson directly)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Error(BaseModel):
+    detail: str = Field(description="What went wrong, for a person to read.")
+
+
+class RecommendedItem(BaseModel):
+    item_id: int
+    score: float = Field(description="Fused score (reciprocal ranks); 0 for fallback items.")
+    source: str = Field(description="model, session, model+session, trending or popular.")
+
+
+class Recommendations(BaseModel):
+    user_id: int
+    source: str = Field(description="What produced the list: blended (model and session), model, session, "
+                                    "or for visitors without either, trending or popular.")
+    model_name: str | None
+    model_version: str | None = Field(description="Registry version of the model behind the list, if any.")
+    run_id: str | None = Field(description="MLflow run of that model.")
+    based_on_recent_items: list[int] = Field(description="The visitor's most recent items used (newest first).")
+    items: list[RecommendedItem]
+
+
+class SimilarItem(BaseModel):
+    similar_item_id: int
+    rank: int
+    score: float | None
+    model_name: str | None
+    model_version: str | None
+    run_id: str | None
+
+
+class SimilarItems(BaseModel):
+    item_id: int
+    items: list[SimilarItem]
+
+
+class TrendingItem(BaseModel):
+    item_id: int
+    score: float
+    events: int
+
+
+class Trending(BaseModel):
+    window: str
+    as_of: datetime | None = Field(description="End of the latest event-time window in the live table.")
+    items: list[TrendingItem]
+
+
+class PopularItem(BaseModel):
+    item_id: int
+    rank: int | None = None
+    score: float | None
+    window_days: int | None = None
+    model_version: str | None = None
+    run_id: str | None = None
+
+
+class PopularProducts(BaseModel):
+    category: int | None
+    source: str = Field(description="popular_items (the popularity model) or catalogue (a category it has no "
+                                    "list for: its items by interaction weight over 30 days).")
+    items: list[PopularItem]
+
+
+class UserStats(BaseModel):
+    visitor_id: int
+    views: int | None
+    addtocarts: int | None
+    likes: int | None
+    transactions: int | None
+    searches: int | None
+    events: int | None
+    first_seen: datetime | None
+    last_seen: datetime | None
+    active_days: int | None
+    sessions: int | None
+    hour_profile: list[float] | None
+    weekday_profile: list[float] | None
+    recency_days: float | None
+    events_per_active_day: float | None
+    view_to_cart_rate: float | None
+    view_to_purchase_rate: float | None
+    cart_to_purchase_rate: float | None
+    top_categories: list[int] | None
+    source_version: int
+    recent_items: list[int] = Field(description="Live: the visitor's latest items, newest first.")
+
+
+class SearchHit(BaseModel):
+    item_id: int
+    title: str
+    category_id: int | None
+    category_path: list[int] | None
+    price: float | None
+    price_band: int | None
+    available: bool | None
+    weight_30d: float | None
+    relevance: float
+
+
+class SearchResults(BaseModel):
+    q: str
+    items: list[SearchHit]
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    published: dict[str, dict[str, Any]] = Field(description="Live version of each published table.")
