@@ -94,13 +94,16 @@ def demo(
             "sum(duplicate_rows) AS duplicates FROM ops.stream_batches", output="table", limit=5)
         sql("SELECT event, event_count, first_event_at, last_event_at FROM gold.event_statistics "
             "ORDER BY event_count DESC", output="table", limit=10)
-        console.rule("materialising the Dagster graph (reference data → features → training sets)")
+        console.rule("materialising the Dagster graph (reference data → features → models → publish)")
         report = materialize_and_report(settings)
         _print_run_report(report)
         if not report.success:
             raise _fail("the Dagster run failed: see above, or the run in the Dagster UI")
+        console.rule("a few answers from the recommendation API")
+        _show_api_answers(settings)
     console.rule("where to look")
     console.print(f"Dagster UI  {settings.dagster_url}\nMLflow UI   {settings.tracking_uri}\n"
+                  f"API docs    http://{settings.bind_host}:{settings.api_port}/docs\n"
                   f"Kafka       {settings.kafka_bootstrap_servers} (topic {settings.kafka_topic})\n"
                   f"PostgreSQL  {settings.postgres_host}:{settings.postgres_port} "
                   f"(databases {settings.postgres_db}, {settings.dagster_db}, {settings.mlflow_db}; "
@@ -108,6 +111,26 @@ def demo(
                   f"Lake        {settings.lake_uri}  (clickrec sql \"SELECT count(*) FROM silver.events\")\n"
                   f"demo took {time.monotonic() - started:.0f}s")
     status(as_json=False)
+
+
+def _show_api_answers(settings) -> None:
+    """Real answers from the running API, for a visitor who has published recommendations."""
+    import httpx
+    import psycopg
+    from psycopg import sql as pgsql
+
+    base = f"http://{settings.bind_host}:{settings.api_port}"
+    with psycopg.connect(settings.postgres_dsn()) as conn:
+        row = conn.execute(pgsql.SQL("SELECT visitor_id FROM {}.user_recommendations ORDER BY visitor_id LIMIT 1")
+                           .format(pgsql.Identifier(settings.gold_schema))).fetchone()
+    paths = [f"/recommendations/{row[0] if row else 1}?k=5", "/trending?limit=5", "/popular-products?limit=5",
+             "/search?q=category&limit=3"]
+    for path in paths:
+        try:
+            response = httpx.get(base + path, timeout=10)
+            console.print(f"GET {path} → {response.status_code}\n{response.text[:600]}", highlight=False)
+        except httpx.HTTPError as exc:
+            err.print(f"GET {path}: {exc}", highlight=False)
 
 
 @app.command()

@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     # Which services `clickrec up` runs on this machine; drop one to use an external deployment
     # (e.g. CLICKREC_MANAGED_SERVICES='["postgres","mlflow","dagster-webserver","dagster-daemon"]'
     # with KAFKA_BOOTSTRAP_SERVERS pointing at your cluster).
-    managed_services: list[str] = ["postgres", "kafka", "mlflow", "dagster-webserver", "dagster-daemon"]
+    managed_services: list[str] = ["postgres", "kafka", "mlflow", "dagster-webserver", "dagster-daemon", "api"]
     # How long `clickrec up` waits for each service to become ready.
     startup_timeout_s: float = 180.0
 

@@ -1,8 +1,9 @@
-"""The local stack: Kafka, PostgreSQL, MLflow and Dagster as processes on this machine."""
+"""The local stack: Kafka, PostgreSQL, MLflow, Dagster and the API as processes on this machine."""
 
 from __future__ import annotations
 
 from clickrec_platform.settings import Settings
+from clickrec_platform.stack.api_server import ApiService
 from clickrec_platform.stack.dagster_server import DagsterDaemonService, DagsterWebserverService
 from clickrec_platform.stack.kafka import KafkaService
 from clickrec_platform.stack.mlflow_server import MlflowService
@@ -11,7 +12,7 @@ from clickrec_platform.stack.service import Health, LocalService
 
 # Start order; `down` stops in reverse. MLflow and Dagster keep their state in PostgreSQL.
 SERVICE_TYPES: tuple[type[LocalService], ...] = (
-    PostgresService, KafkaService, MlflowService, DagsterWebserverService, DagsterDaemonService,
+    PostgresService, KafkaService, MlflowService, DagsterWebserverService, DagsterDaemonService, ApiService,
 )
 
 
