@@ -124,7 +124,7 @@ def _show_api_answers(settings) -> None:
         row = conn.execute(pgsql.SQL("SELECT visitor_id FROM {}.user_recommendations ORDER BY visitor_id LIMIT 1")
                            .format(pgsql.Identifier(settings.gold_schema))).fetchone()
     paths = [f"/recommendations/{row[0] if row else 1}?k=5", "/trending?limit=5", "/popular-products?limit=5",
-             "/search?q=category&limit=3"]
+             "/search?q=available&limit=3"]
     for path in paths:
         try:
             response = httpx.get(base + path, timeout=10)

@@ -33,6 +33,8 @@ from clickrec_platform.recommend.training import (
 
 # implicit and numpy's BLAS must not both spread threads over the two cores.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# Progress bars for each small artifact would drown the run's own report.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 CANDIDATES_KEY = ["mlflow", "clickrec", "candidate_models"]
 CHAMPION_KEY = ["mlflow", "clickrec", "champion"]
