@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from clickrec_platform.lake import duck
 from clickrec_platform.lake.delta_log import latest_version
+from clickrec_platform.lake.silver import silver_overview
 from clickrec_platform.lake.tables import SILVER_EVENTS
 from clickrec_platform.settings import Settings
 
@@ -32,12 +32,12 @@ class PartitionRange:
 
 def silver_event_dates(settings: Settings) -> PartitionRange | None:
     """The first and last event dates in silver.events (None while it is empty or missing)."""
-    path = SILVER_EVENTS.path(settings)
-    if latest_version(path) is None:
+    if latest_version(SILVER_EVENTS.path(settings)) is None:
         return None
-    with duck.connect() as con:
-        first, last = con.execute(f"SELECT min(event_date), max(event_date) FROM delta_scan('{path}')").fetchone()
-    return None if first is None else PartitionRange(str(first), str(last))
+    silver = silver_overview(settings)
+    if silver.first_event_date is None:
+        return None
+    return PartitionRange(str(silver.first_event_date), str(silver.last_event_date))
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -23,6 +25,27 @@ def silver_rows(events: DataFrame, *, ingest_app: str, ingest_batch: int,
                     F.lit(ingest_app).alias("ingest_app"),
                     F.lit(ingest_batch).cast("bigint").alias("ingest_batch"),
                     F.current_timestamp().alias("ingested_at")))
+
+
+@dataclass(frozen=True)
+class SilverOverview:
+    rows: int
+    last_ingested_at: datetime | None  # timezone-aware (UTC)
+    first_event_date: date | None
+    last_event_date: date | None
+
+
+def silver_overview(settings: Settings) -> SilverOverview:
+    """Rows, last ingest and event-date range of silver.events, read by DuckDB (no Spark)."""
+    from clickrec_platform.lake import duck
+
+    with duck.connect() as con:
+        rows, ingested, first, last = con.execute(
+            "SELECT count(*), max(ingested_at), min(event_date), max(event_date) "
+            f"FROM delta_scan('{SILVER_EVENTS.path(settings)}')").fetchone()
+    if ingested is not None and ingested.tzinfo is None:  # DuckDB gives timestamptz; be sure
+        ingested = ingested.replace(tzinfo=UTC)
+    return SilverOverview(int(rows), ingested, first, last)
 
 
 def load_events_into_silver(spark: SparkSession, settings: Settings, frames: Iterable[pd.DataFrame], *,

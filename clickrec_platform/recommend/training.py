@@ -9,7 +9,6 @@ retrained in this same training, stands in for it.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -183,6 +182,3 @@ def champion_model(registered_model: str, tracking_uri: str) -> tuple[str, dict[
     params = {k: v for k, v in run.data.params.items() if not k.startswith(("data_version_", "split_"))}
     return run.data.tags[CANDIDATE_TAG], params, current.version, current.run_id
 
-
-def temporary_artifacts_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="clickrec-training-"))

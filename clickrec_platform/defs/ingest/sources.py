@@ -10,8 +10,8 @@ import dagster as dg
 
 from clickrec_platform.defs import checks
 from clickrec_platform.defs.resources import LakeResource
-from clickrec_platform.lake import duck
 from clickrec_platform.lake.delta_log import latest_version
+from clickrec_platform.lake.silver import silver_overview
 from clickrec_platform.lake.tables import SILVER_EVENTS
 
 kafka_clickstream = dg.AssetSpec(
@@ -51,18 +51,14 @@ def silver_events(lake: LakeResource):
         yield dg.ObserveResult(asset_key=SILVER_EVENTS_KEY, metadata={"path": path, "exists": False})
         yield checks.result(FRESHNESS, False, warn_only=True, reason="silver.events does not exist yet")
         return
-    with duck.connect() as con:
-        rows, latest_ingest, first_date, last_date = con.execute(
-            f"SELECT count(*), max(ingested_at), min(event_date), max(event_date) FROM delta_scan('{path}')"
-        ).fetchone()
+    silver = silver_overview(settings)
     yield dg.ObserveResult(
         asset_key=SILVER_EVENTS_KEY, data_version=dg.DataVersion(str(version)),
-        metadata={"delta_version": version, "row_count": dg.MetadataValue.int(rows), "path": path,
-                  "first_event_date": str(first_date), "last_event_date": str(last_date),
-                  "last_ingested_at": str(latest_ingest)})
-    if latest_ingest is not None and latest_ingest.tzinfo is None:  # DuckDB gives timestamptz; be sure
-        latest_ingest = latest_ingest.replace(tzinfo=UTC)
-    age_hours = None if latest_ingest is None else (datetime.now(UTC) - latest_ingest).total_seconds() / 3600
+        metadata={"delta_version": version, "row_count": dg.MetadataValue.int(silver.rows), "path": path,
+                  "first_event_date": str(silver.first_event_date), "last_event_date": str(silver.last_event_date),
+                  "last_ingested_at": str(silver.last_ingested_at)})
+    age_hours = None if silver.last_ingested_at is None else (
+        datetime.now(UTC) - silver.last_ingested_at).total_seconds() / 3600
     yield checks.result(FRESHNESS, age_hours is not None and age_hours <= settings.silver_freshness_hours,
                         warn_only=True, hours_since_last_ingest=age_hours,
                         limit_hours=settings.silver_freshness_hours)

@@ -26,7 +26,6 @@ from clickrec_platform.recommend.outputs import Champion, serving_tables
 from clickrec_platform.recommend.training import (
     champion_model,
     run_gate,
-    temporary_artifacts_dir,
     train_candidates,
     with_champion_config,
 )
@@ -82,7 +81,7 @@ def models(context: dg.AssetExecutionContext, lake: LakeResource):
                                             settings.tracking_uri), training_id=context.run_id,
         experiment=settings.mlflow_experiment, registered_model=settings.registered_model_name,
         tracking_uri=settings.tracking_uri, data_versions=data_versions,
-        artifacts_dir=temporary_artifacts_dir(), grids=settings.training_grids, metric=settings.gate_metric,
+        artifacts_dir=settings.state_dir / "model-reports" / context.run_id, grids=settings.training_grids, metric=settings.gate_metric,
         progress=context.log.info)
     outcome = run_gate(training, settings.registered_model_name, settings.tracking_uri, settings.gate_metric,
                        settings.gate_min_relative_lift)
