@@ -17,6 +17,11 @@ from psycopg import sql
 from clickrec_platform.defs import checks
 from clickrec_platform.defs.features.assets import ITEM_FEATURES_KEY, USER_FEATURES_KEY
 from clickrec_platform.defs.reference.assets import CATEGORIES_KEY
+from clickrec_platform.defs.training.assets import (
+    POPULAR_ITEMS_KEY,
+    SIMILAR_ITEMS_KEY,
+    USER_RECOMMENDATIONS_KEY,
+)
 from clickrec_platform.serving.gold_tables import (
     POPULAR_ITEMS,
     PUBLISHED_TABLES,
@@ -29,9 +34,9 @@ from clickrec_platform.settings import Settings, get_settings
 
 # What each published table is made from (asset keys of the Delta tables).
 SOURCE_KEYS: dict[str, list[list[str]]] = {
-    "user_recommendations": [["delta", "gold", "user_recommendations"]],
-    "similar_items": [["delta", "gold", "similar_items"]],
-    "popular_items": [["delta", "gold", "popular_items"]],
+    "user_recommendations": [USER_RECOMMENDATIONS_KEY],
+    "similar_items": [SIMILAR_ITEMS_KEY],
+    "popular_items": [POPULAR_ITEMS_KEY],
     "user_stats": [USER_FEATURES_KEY],
     "items": [ITEM_FEATURES_KEY, CATEGORIES_KEY],
 }
