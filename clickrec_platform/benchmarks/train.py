@@ -15,23 +15,16 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 # Before numpy loads OpenBLAS: its thread pool fights implicit's own threads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from clickrec_platform.recommend.candidates import CANDIDATES, build_model  # noqa: E402
 from clickrec_platform.recommend.data import InteractionData, splits_from_events  # noqa: E402
 from clickrec_platform.recommend.evaluate import Evaluation, evaluate  # noqa: E402
-from clickrec_platform.recommend.models import (  # noqa: E402
-    ALS,
-    BPR,
-    ItemKNN,
-    MostPopular,
-    RandomRecommender,
-    Recommender,
-    SessionKNN,
-    SparkALS,
-)
+from clickrec_platform.recommend.models import Recommender, SparkALS  # noqa: E402
 from clickrec_platform.recommend.report import comparison_chart, comparison_table  # noqa: E402
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events  # noqa: E402
 
@@ -95,15 +88,9 @@ class TrainBenchmark:
 
 
 def model_factories(threads: int, spark: object | None = None) -> dict[str, Callable[[], Recommender]]:
+    """The candidates the Dagster training fits (`recommend.candidates`), plus Spark ALS on request."""
     factories: dict[str, Callable[[], Recommender]] = {
-        "most_popular": lambda: MostPopular(),
-        "random": lambda: RandomRecommender(),
-        "item_knn_cosine": lambda: ItemKNN("cosine", num_threads=threads),
-        "item_knn_bm25": lambda: ItemKNN("bm25", num_threads=threads),
-        "als": lambda: ALS(num_threads=threads),
-        "bpr": lambda: BPR(num_threads=threads),
-        "session_knn": lambda: SessionKNN(num_threads=threads),
-    }
+        name: partial(build_model, name, None, threads) for name in CANDIDATES}
     if spark is not None:
         factories["spark_als"] = lambda: SparkALS(spark)
     return factories
