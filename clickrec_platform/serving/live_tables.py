@@ -20,7 +20,7 @@ columns, all before anything is written. Call :func:`ensure_live_tables` once be
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -242,11 +242,17 @@ def ensure_live_tables(conn: psycopg.Connection, schema: str = GOLD_SCHEMA) -> N
         for statement in _TABLE_DDL:
             cur.execute(sql.SQL(statement).format(schema=schema_id))
         for table, (table_comment, column_comments) in _COMMENTS.items():
-            target = sql.Identifier(schema, table)
-            cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(target, sql.Literal(table_comment)))
-            for column, comment in column_comments.items():
-                cur.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
-                    target, sql.Identifier(column), sql.Literal(comment)))
+            comment_on(cur, "TABLE", sql.Identifier(schema, table), table_comment, column_comments)
+
+
+def comment_on(cur: psycopg.Cursor, kind: str, target: sql.Composable, comment: str,
+               column_comments: Mapping[str, str]) -> None:
+    """Describe a table or view (`kind`) and its columns in the catalogue, for SQL consumers."""
+    cur.execute(sql.SQL("COMMENT ON {} {} IS {}").format(sql.SQL(kind), target, sql.Literal(comment)))
+    for column, column_comment in column_comments.items():
+        if column_comment:
+            cur.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+                target, sql.Identifier(column), sql.Literal(column_comment)))
 
 
 def replace_windows(

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from psycopg import errors, sql
 from psycopg.types.json import Jsonb
 
-from clickrec_platform.serving.live_tables import copy_arrow
+from clickrec_platform.serving.live_tables import comment_on, copy_arrow
 
 PUBLISH_LOG = "publish_log"
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -150,11 +150,7 @@ def ensure_publish_log(conn: psycopg.Connection, schema: str) -> None:
         cur.execute(sql.SQL(_PUBLISH_LOG_DDL).format(log=log))
         cur.execute(sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (table_name) WHERE is_live").format(
             sql.Identifier(f"{PUBLISH_LOG}_one_live_idx"), log))
-        table_comment, column_comments = _PUBLISH_LOG_COMMENTS
-        cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(log, sql.Literal(table_comment)))
-        for column, comment in column_comments.items():
-            cur.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
-                log, sql.Identifier(column), sql.Literal(comment)))
+        comment_on(cur, "TABLE", log, *_PUBLISH_LOG_COMMENTS)
 
 
 def publish(
@@ -407,13 +403,9 @@ def _switch_view(conn: psycopg.Connection, spec: PublishedTable, schema: str, ve
                         f"reading it did not end (see pg_stat_activity); nothing was published") from exc
                 time.sleep(1.0)
         cur.execute("SELECT set_config('lock_timeout', '0', true)")
-        cur.execute(sql.SQL("COMMENT ON VIEW {} IS {}").format(view, sql.Literal(
-            f"{spec.comment} Published atomically: a view over the live version (see {PUBLISH_LOG}).".strip())))
-        comments = [(c.name, c.comment) for c in spec.columns] + [(g[0], g[2]) for g in spec.generated]
-        for name, comment in comments:
-            if comment:
-                cur.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
-                    view, sql.Identifier(name), sql.Literal(comment)))
+        comment_on(cur, "VIEW", view,
+                   f"{spec.comment} Published atomically: a view over the live version (see {PUBLISH_LOG}).".strip(),
+                   {**{c.name: c.comment for c in spec.columns}, **{g[0]: g[2] for g in spec.generated}})
         if reader_role:
             cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(view, sql.Identifier(reader_role)))
         log = sql.Identifier(schema, PUBLISH_LOG)
