@@ -104,6 +104,7 @@ def demo(
     console.rule("where to look")
     console.print(f"Dagster UI  {settings.dagster_url}\nMLflow UI   {settings.tracking_uri}\n"
                   f"API docs    http://{settings.bind_host}:{settings.api_port}/docs\n"
+                  f"Dashboard   http://{settings.bind_host}:{settings.dashboard_port}\n"
                   f"Kafka       {settings.kafka_bootstrap_servers} (topic {settings.kafka_topic})\n"
                   f"PostgreSQL  {settings.postgres_host}:{settings.postgres_port} "
                   f"(databases {settings.postgres_db}, {settings.dagster_db}, {settings.mlflow_db}; "
@@ -472,6 +473,22 @@ def serve(
         run_server(settings, host=host, port=port, workers=workers)
     except (psycopg.Error, RuntimeError) as exc:
         raise _fail(f"{type(exc).__name__}: {exc}") from exc
+
+
+@app.command()
+def dashboard(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default CLICKREC_BIND_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default CLICKREC_DASHBOARD_PORT).")] = None,
+) -> None:
+    """Run the live dashboard in the foreground (Streamlit): event counts, live windows, trending and
+    popular items, traffic by hour, the funnel, the champion model; redrawn every
+    CLICKREC_DASHBOARD_REFRESH_SECONDS."""
+    from clickrec_platform.dashboard.server import exec_dashboard
+
+    settings = get_settings()
+    console.print(f"dashboard on http://{host or settings.bind_host}:{port or settings.dashboard_port} "
+                  f"(refreshes every {settings.dashboard_refresh_seconds:g}s), schema {settings.gold_schema}")
+    exec_dashboard(settings, host=host, port=port)
 
 
 @bench.command("api")

@@ -129,7 +129,8 @@ class Settings(BaseSettings):
 
     # Serving
     api_port: int = 8000
-    dashboard_port: int = 8501
+    dashboard_port: int = 8501  # `clickrec dashboard` (Streamlit)
+    dashboard_refresh_seconds: float = 10.0  # how often the open dashboard re-reads its sections
     api_workers: int = 2  # uvicorn worker processes of `clickrec serve`
     api_pool_min_size: int = 2  # Postgres connections per worker, kept open
     api_pool_max_size: int = 8
@@ -144,7 +145,8 @@ class Settings(BaseSettings):
     # Which services `clickrec up` runs on this machine; drop one to use an external deployment
     # (e.g. CLICKREC_MANAGED_SERVICES='["postgres","mlflow","dagster-webserver","dagster-daemon"]'
     # with KAFKA_BOOTSTRAP_SERVERS pointing at your cluster).
-    managed_services: list[str] = ["postgres", "kafka", "mlflow", "dagster-webserver", "dagster-daemon", "api"]
+    managed_services: list[str] = ["postgres", "kafka", "mlflow", "dagster-webserver", "dagster-daemon", "api",
+                                   "dashboard"]
     # How long `clickrec up` waits for each service to become ready.
     startup_timeout_s: float = 180.0
 

@@ -1,10 +1,11 @@
-"""The local stack: Kafka, PostgreSQL, MLflow, Dagster and the API as processes on this machine."""
+"""The local stack: Kafka, PostgreSQL, MLflow, Dagster, the API and the dashboard as processes on this machine."""
 
 from __future__ import annotations
 
 from clickrec_platform.settings import Settings
 from clickrec_platform.stack.api_server import ApiService
 from clickrec_platform.stack.dagster_server import DagsterDaemonService, DagsterWebserverService
+from clickrec_platform.stack.dashboard_server import DashboardService
 from clickrec_platform.stack.kafka import KafkaService
 from clickrec_platform.stack.mlflow_server import MlflowService
 from clickrec_platform.stack.postgres import PostgresService
@@ -13,6 +14,7 @@ from clickrec_platform.stack.service import Health, LocalService
 # Start order; `down` stops in reverse. MLflow and Dagster keep their state in PostgreSQL.
 SERVICE_TYPES: tuple[type[LocalService], ...] = (
     PostgresService, KafkaService, MlflowService, DagsterWebserverService, DagsterDaemonService, ApiService,
+    DashboardService,
 )
 
 

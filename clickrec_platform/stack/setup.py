@@ -22,6 +22,7 @@ DEBIAN_PACKAGES = {
     "mvn": "maven",
     "runuser": "util-linux",
     "wrk": "wrk",  # the HTTP load generator of `clickrec bench api`
+    "chromium": "chromium",  # the headless browser the dashboard's tests load it in
 }
 
 

@@ -224,6 +224,19 @@ def test_each_container_environment_parses_into_the_settings_it_needs(services, 
         assert s.bind_host == "0.0.0.0"
 
 
+def test_every_clickrec_command_a_container_runs_exists(services):
+    """A container started with `clickrec X` would exit at once if the CLI had no command X."""
+    import typer.main
+
+    from clickrec_platform.cli import app
+
+    commands = set(typer.main.get_command(app).commands)
+    for name, service in services.items():
+        words = command_words(service)
+        if words[:1] == ["clickrec"]:
+            assert words[1] in commands, f"{name}: `clickrec {words[1]}` is no command of the CLI"
+
+
 def test_ports_match_the_settings_defaults(services, compose):
     defaults = {field: info.default for field, info in Settings.model_fields.items()}
     platform_env = {k: resolve(v) for k, v in environment(services["api"]).items() if v is not None}
