@@ -64,25 +64,35 @@ def up(names: ServiceNames = None) -> None:
 
 @app.command()
 def demo(
-    events: Annotated[int, typer.Option(help="Generated events to stream through the lakehouse (0: skip).")
-                      ] = 200_000,
+    events: Annotated[int | None, typer.Option(
+        help="Generated events of history to stream through the lakehouse (0: skip; default CLICKREC_DEMO_EVENTS, "
+             "200,000).")] = None,
+    days: Annotated[int | None, typer.Option(
+        help="Days of history they span, up to yesterday (default CLICKREC_DEMO_DAYS, 7).")] = None,
+    live: Annotated[bool, typer.Option(
+        help="Leave live traffic running in the background: a producer of events stamped now and the stream "
+             "job in continuous mode (`clickrec down` stops them).")] = True,
 ) -> None:
     """Run the platform end to end on the local stack: services up, generated traffic through Kafka
-    into the lake (bronze → silver → gold) and Postgres, then where to look."""
+    into the lake (bronze → silver → gold) and Postgres, the Dagster graph (features → models →
+    publish), answers from the API; then live traffic left running, and where to look."""
     started = time.monotonic()
-    up(None)
     settings = get_settings()
+    events = settings.demo_events if events is None else events
+    days = settings.demo_days if days is None else days
+    up(None)
     if events > 0:
         from clickrec_platform.orchestration import materialize_and_report
         from clickrec_platform.producer.run import produce_generated
         from clickrec_platform.sources.generator import GeneratorConfig
         from spark_jobs.clickstream_stream import StreamOptions, run
 
-        # The same world every time, its traffic over the last 7 days (a re-run on the same day
+        _stop_live_traffic(settings)  # a continuous job of an earlier demo would share the checkpoints
+        # The same world every time, its traffic over the last `days` days (a re-run on the same day
         # repeats the same events, which the stream job deduplicates).
-        start = datetime.now(UTC).date() - timedelta(days=7)
-        console.rule(f"producing {events:,} generated events to Kafka (7 days from {start})")
-        summary = produce_generated(settings, GeneratorConfig(events=events, days=7, start_date=start))
+        start = datetime.now(UTC).date() - timedelta(days=days)
+        console.rule(f"producing {events:,} generated events to Kafka ({days} days from {start})")
+        summary = produce_generated(settings, GeneratorConfig(events=events, days=days, start_date=start))
         console.print(f"sent {summary.delivered:,} events at {summary.events_per_second:,.0f}/s")
         console.rule("streaming Kafka → bronze → silver → gold (available-now)")
         seconds = run(settings, StreamOptions(available_now=True,
@@ -101,17 +111,57 @@ def demo(
             raise _fail("the Dagster run failed: see above, or the run in the Dagster UI")
         console.rule("a few answers from the recommendation API")
         _show_api_answers(settings)
+    if live:
+        console.rule("live traffic, left running in the background")
+        _start_live_traffic(settings.model_copy(update={"demo_events": events or settings.demo_events}))
+    api = f"http://{settings.bind_host}:{settings.api_port}"
     console.rule("where to look")
     console.print(f"Dagster UI  {settings.dagster_url}\nMLflow UI   {settings.tracking_uri}\n"
-                  f"API docs    http://{settings.bind_host}:{settings.api_port}/docs\n"
+                  f"API docs    {api}/docs\n"
                   f"Dashboard   http://{settings.bind_host}:{settings.dashboard_port}\n"
                   f"Kafka       {settings.kafka_bootstrap_servers} (topic {settings.kafka_topic})\n"
                   f"PostgreSQL  {settings.postgres_host}:{settings.postgres_port} "
                   f"(databases {settings.postgres_db}, {settings.dagster_db}, {settings.mlflow_db}; "
                   f"schema {settings.gold_schema})\n"
                   f"Lake        {settings.lake_uri}  (clickrec sql \"SELECT count(*) FROM silver.events\")\n"
-                  f"demo took {time.monotonic() - started:.0f}s")
+                  f"Metrics     {api}/metrics (API)" + "".join(
+                      f", {url} ({what})" for what, url in _live_metrics_urls(settings) if live),
+                  highlight=False, soft_wrap=True)
+    if live:
+        console.print("Live traffic keeps the live tables, /trending and the dashboard moving until stopped: "
+                      "[bold]make down[/] (or [bold]clickrec down[/]) stops it with the stack; "
+                      "[bold]clickrec down live-producer stream[/] stops only the live traffic.", highlight=False)
+    console.print(f"demo took {time.monotonic() - started:.0f}s")
     status(as_json=False)
+
+
+def _live_metrics_urls(settings) -> list[tuple[str, str]]:
+    urls = [("live producer", f"http://{settings.bind_host}:{settings.producer_metrics_port}/metrics")]
+    if settings.stream_metrics_port:
+        urls.append(("stream job", f"http://{settings.bind_host}:{settings.stream_metrics_port}/metrics"))
+    return urls
+
+
+def _stop_live_traffic(settings) -> None:
+    for service in reversed(services(settings, on_request=True)):
+        if service.on_request and service.stop():
+            console.print(f"stopped {service.name}: live traffic of an earlier demo (its stream job would share "
+                          "this run's checkpoints)")
+
+
+def _start_live_traffic(settings) -> None:
+    """The on-request services (stream job, live producer): started, ready, left running."""
+    for service in services(settings, on_request=True):
+        if not service.on_request:
+            continue
+        t0 = time.monotonic()
+        try:
+            with console.status(f"starting {service.name}…"):
+                started = service.start()
+        except ServiceError as exc:
+            raise _fail(str(exc)) from exc
+        console.print(f"[green]✓[/] {service.name:<18} {'started' if started else 'already running':<16} "
+                      f"{service.url}  ({time.monotonic() - t0:.1f}s)", highlight=False)
 
 
 def _show_api_answers(settings) -> None:
@@ -136,9 +186,9 @@ def _show_api_answers(settings) -> None:
 
 @app.command()
 def down(names: ServiceNames = None) -> None:
-    """Stop what `clickrec up` started (data is kept)."""
+    """Stop what `clickrec up` or `clickrec demo` started, live traffic included (data is kept)."""
     try:
-        chosen = services(get_settings(), names)
+        chosen = services(get_settings(), names, on_request=True)
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     for service in reversed(chosen):
@@ -149,10 +199,15 @@ def down(names: ServiceNames = None) -> None:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False
            ) -> None:
-    """Each service: whether it runs, where, and whether it answers. Exit 1 if any is unhealthy."""
+    """Each service: whether it runs, where, and whether it answers. Exit 1 if any is unhealthy (live
+    traffic, started only on request, counts only while it runs)."""
     rows = []
-    for service in services(get_settings()):
+    for service in services(get_settings(), on_request=True):
         pid = service.process().pid() if service.managed else None
+        if service.on_request and pid is None:
+            rows.append({"service": service.name, "managed": True, "pid": None, "url": service.url,
+                         "healthy": None, "detail": f"not running (`clickrec demo` or `clickrec up {service.name}`)"})
+            continue
         health = service.health()
         rows.append({"service": service.name, "managed": service.managed, "pid": pid,
                      "url": service.url, "healthy": health.ok, "detail": health.detail})
@@ -160,12 +215,12 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         typer.echo(json.dumps(rows, indent=2))
     else:
         table = Table("service", "process", "url", "health", "detail")
+        labels = {True: "[green]healthy[/]", False: "[red]down[/]", None: "[dim]off[/]"}
         for row in rows:
             process = (f"pid {row['pid']}" if row["pid"] else "stopped") if row["managed"] else "external"
-            table.add_row(row["service"], process, row["url"],
-                          "[green]healthy[/]" if row["healthy"] else "[red]down[/]", row["detail"])
+            table.add_row(row["service"], process, row["url"], labels[row["healthy"]], row["detail"])
         console.print(table)
-    if not all(row["healthy"] for row in rows):
+    if any(row["healthy"] is False for row in rows):
         raise typer.Exit(code=1)
 
 
@@ -253,29 +308,41 @@ def produce(
     topic: Annotated[str | None, typer.Option(help="Topic (default: the settings' event topic).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    metrics: Annotated[bool | None, typer.Option(
+        help="Serve Prometheus metrics at /metrics while producing (default CLICKREC_PRODUCER_METRICS).")
+                       ] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Port of the metrics endpoint (default CLICKREC_PRODUCER_METRICS_PORT, 9464).")] = None,
 ) -> None:
-    """Send events to Kafka: keyed by visitor, idempotent, acks=all; failures to a dead-letter file."""
+    """Send events to Kafka: keyed by visitor, idempotent, acks=all; failures to a dead-letter file.
+    While it runs, Prometheus metrics on CLICKREC_BIND_HOST:9464/metrics (produced, delivered and failed
+    events by type, delivery errors, target rate, acknowledgement latency, messages in flight)."""
+    from contextlib import ExitStack
+
     from clickrec_platform.producer.kafka_sink import BrokerUnreachable, KafkaEventSink
+    from clickrec_platform.producer.metrics import ProducerCollector, serve_producer_metrics
     from clickrec_platform.producer.pacing import FastPacer, RatePacer, ReplayPacer
     from clickrec_platform.producer.run import produce_frames
-    from clickrec_platform.producer.sources import live_config, live_frames, retailrocket_frames
+    from clickrec_platform.producer.sources import live_config, live_frames, live_pacer, retailrocket_frames
     from clickrec_platform.sources.generator import generate_events
     from clickrec_platform.sources.rejects import RejectLedger
 
     settings = get_settings()
     topic = topic or settings.kafka_topic
+    metrics = settings.producer_metrics if metrics is None else metrics
     run_dir = settings.state_dir / "producer"
     stamp = time.strftime("%Y%m%dT%H%M%S")
     ledger = RejectLedger(run_dir / f"rejects-{stamp}.jsonl")
     try:
-        sink = KafkaEventSink(settings, topic, run_dir / f"dead-letter-{stamp}.jsonl")
+        sink = KafkaEventSink(settings, topic, run_dir / f"dead-letter-{stamp}.jsonl", track_deliveries=metrics)
     except BrokerUnreachable as exc:
         raise _fail(str(exc)) from exc
     config = _generator_config(events, seed, days, start_date)
     if mode is Mode.live:
         now_ms = int(time.time() * 1000)
-        frames = live_frames(live_config(config, rate, days), now_ms)
-        pacer = ReplayPacer(speedup=1.0, origin_ms=now_ms)
+        traffic = live_config(config, rate, days)
+        frames = live_frames(traffic, now_ms)
+        pacer = live_pacer(traffic, now_ms)
     else:
         if source is Source.retailrocket:
             if input_path is None:
@@ -285,10 +352,23 @@ def produce(
             frames = generate_events(config)
         pacer = (RatePacer(rate) if mode is Mode.rate
                  else ReplayPacer(speedup) if mode is Mode.replay else FastPacer())
+    def rejected() -> int:
+        return sum(t["rejected"] for t in ledger.summary().values())
+
     try:
-        summary = produce_frames(
-            frames, sink, pacer, limit=limit, progress=progress, stop=threading.Event(),
-            source_rejected=lambda: sum(t["rejected"] for t in ledger.summary().values()))
+        with ExitStack() as serving:
+            if metrics:
+                port = settings.producer_metrics_port if metrics_port is None else metrics_port
+                try:
+                    url = serving.enter_context(serve_producer_metrics(
+                        ProducerCollector(sink, pacer, rejected), settings.bind_host, port))
+                    err.print(f"metrics: {url}", highlight=False)
+                except OSError as exc:  # the events matter more than their metrics: go on without
+                    err.print(f"[yellow]warning:[/] no metrics endpoint: {settings.bind_host}:{port} "
+                              f"({exc.strerror or exc}); choose another with --metrics-port, or --no-metrics",
+                              highlight=False)
+            summary = produce_frames(frames, sink, pacer, limit=limit, progress=progress,
+                                     stop=threading.Event(), source_rejected=rejected)
     except FileNotFoundError as exc:
         raise _fail(str(exc)) from exc
     finally:

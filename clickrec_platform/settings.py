@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     producer_compression: str = "lz4"
     producer_linger_ms: int = 20
     producer_overrides: dict[str, str | int | bool] = {}
+    # `clickrec produce` serves Prometheus metrics on bind_host:producer_metrics_port while it runs
+    # (clickrec_platform/producer/metrics.py); `--no-metrics` or CLICKREC_PRODUCER_METRICS=false turns it off.
+    producer_metrics: bool = True
+    producer_metrics_port: int = 9464
 
     # PostgreSQL: one server, three databases (gold tables, Dagster storage, MLflow backend store)
     postgres_host: str = "127.0.0.1"
@@ -89,9 +93,11 @@ class Settings(BaseSettings):
     lake_root: str | None = None
 
     # Streaming job (spark_jobs/clickstream_stream.py)
-    stream_trigger_seconds: float = 2.0
-    stream_max_offsets_per_trigger: int | None = 500_000  # per bronze micro-batch, across partitions
-    stream_max_files_per_trigger: int = 64  # bronze files per refine micro-batch
+    stream_trigger_seconds: float = 2.0  # ingest micro-batches (Kafka → silver, live tables, bronze)
+    stream_gold_trigger_seconds: float = 30.0  # gold micro-batches (Delta MERGEs) in continuous mode
+    stream_max_offsets_per_trigger: int | None = 500_000  # per ingest micro-batch, across partitions
+    stream_max_files_per_trigger: int = 256  # silver files per gold micro-batch
+    stream_metrics_port: int | None = 9465  # Prometheus metrics of `clickrec stream`; None: off
     # Delta's idempotent-write id for the job; a new checkpoint location needs a new id.
     stream_app_id: str = "clickrec-stream-v1"
     gold_schema: str = "gold"  # Postgres schema of the gold tables
@@ -141,6 +147,14 @@ class Settings(BaseSettings):
     reader_role: str = "clickrec_reader"
     reader_password: SecretStr | None = None
     publish_keep_versions: int = 2  # published versions kept per table: the live one + one to roll back to
+
+    # `clickrec demo`: the generated world (events of its history), and the live traffic it leaves running
+    # (`clickrec down` stops it): a producer averaging demo_live_rate events/s on the daily curve, stamped
+    # now, and the stream job in continuous mode, a micro-batch every demo_stream_trigger_seconds.
+    demo_events: int = 200_000
+    demo_days: int = 7
+    demo_live_rate: float = 20.0
+    demo_stream_trigger_seconds: float = 5.0
 
     # Which services `clickrec up` runs on this machine; drop one to use an external deployment
     # (e.g. CLICKREC_MANAGED_SERVICES='["postgres","mlflow","dagster-webserver","dagster-daemon"]'

@@ -21,6 +21,20 @@ def settings() -> Settings:
     return get_settings()
 
 
+@pytest.fixture
+def alert_webhook(monkeypatch) -> Iterator[tuple[str, list[dict]]]:
+    """A webhook receiver on loopback, set as this process's CLICKREC_ALERT_WEBHOOK_URL; yields its URL and
+    the payloads it received."""
+    from clickrec_platform_tests.webhook import webhook_receiver
+
+    with webhook_receiver() as (url, received):
+        monkeypatch.setenv("CLICKREC_ALERT_WEBHOOK_URL", url)
+        get_settings.cache_clear()
+        yield url, received
+    monkeypatch.delenv("CLICKREC_ALERT_WEBHOOK_URL")
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Settings]:
     run_setup(settings, report=lambda _line: None)

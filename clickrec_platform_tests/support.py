@@ -28,6 +28,25 @@ def produce(bootstrap_servers: str, topic: str, records: list[tuple[bytes, bytes
     assert remaining == 0 and not errors, f"undelivered: {remaining}, errors: {errors[:3]}"
 
 
+def metric_samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A Prometheus endpoint's samples, as {(series name, sorted labels): value}."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = httpx.get(url, timeout=10)
+    response.raise_for_status()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.text) for sample in family.samples}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def consume(bootstrap_servers: str, topic: str, expected: int, timeout_s: float = 60.0,
             **extra_conf: str) -> list[Message]:
     """Read ``expected`` messages from the start of ``topic`` (fails if fewer arrive in time)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -31,3 +32,47 @@ def send_alert(settings: Settings, title: str, lines: list[str], link: str | Non
     except httpx.HTTPError as error:
         log.error("alert not delivered: %s", error)
         return False
+
+
+@dataclass(frozen=True)
+class FailedCheck:
+    """A blocking asset check that failed (severity ERROR): what a run-failure alert names."""
+
+    asset: str
+    check: str
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    partitions: tuple[str, ...] = ()
+
+
+def run_failure_alert(job: str, run_id: str, failed_checks: list[FailedCheck], other_failures: list[str],
+                      error: str | None = None) -> tuple[str, list[str]]:
+    """Title and lines of the one alert a failed run gets. When blocking checks failed, it names each
+    (asset, check, partitions, description, metadata) and says what else failed; otherwise the run's error."""
+    if not failed_checks:
+        return f"Dagster run failed: {job}", [f"run {run_id}", f"error: {error or 'see the run log'}",
+                                              *(f"failed step {failure}" for failure in other_failures)]
+    first = failed_checks[0]
+    title = (f"Blocking check failed: {first.asset} · {first.check}" if len(failed_checks) == 1
+             else f"{len(failed_checks)} blocking checks failed in {job}")
+    lines = []
+    for check in failed_checks:
+        where = f" (partitions {_ranged(check.partitions)})" if check.partitions else ""
+        lines.append(f"• `{check.asset}` check `{check.check}`{where}: {check.description or 'did not pass'}")
+        if check.metadata:
+            lines.append("   " + ", ".join(f"{key}={value}" for key, value in check.metadata.items()))
+    lines.append(f"What depends on {'it' if len(failed_checks) == 1 else 'them'} was not materialised: "
+                 f"run {run_id} of {job} failed.")
+    lines += [f"also failed: {failure}" for failure in other_failures]
+    return title, lines
+
+
+def metadata_text(value: object, limit: int = 120) -> str:
+    """A metadata value as one short line (previews and tables are cut)."""
+    text = " ".join(str(getattr(value, "value", value)).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _ranged(partitions: tuple[str, ...]) -> str:
+    ordered = sorted(partitions)
+    return ordered[0] if len(ordered) == 1 else f"{ordered[0]} … {ordered[-1]} ({len(ordered)})"

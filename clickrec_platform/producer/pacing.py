@@ -6,7 +6,9 @@ send every event that is due, sleep until the next one is.
 - ``fast``: everything is due at once.
 - ``rate``: event *n* is due at ``n / events_per_second``.
 - ``replay``: keeps the gaps of event time, compressed by ``speedup`` (3600: an hour a second).
-  ``speedup=1`` with events stamped from now on is live traffic in wall-clock time.
+  ``speedup=1`` with events stamped from now on is live traffic in wall-clock time (``LivePacer``).
+
+Each pacer also says what rate it currently aims at, for the producer's metrics (None: no target).
 """
 
 from __future__ import annotations
@@ -15,10 +17,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+HOUR_MS = 3_600_000
+
 
 class Pacer:
     def due_seconds(self, ts_ms: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def target_events_per_second(self, now_ms: int) -> float | None:
+        """The rate this pacer aims at, at wall-clock time ``now_ms``; None when it has none."""
+        return None
 
 
 class FastPacer(Pacer):
@@ -40,6 +48,9 @@ class RatePacer(Pacer):
         self._scheduled += len(ts_ms)
         return positions / self.events_per_second
 
+    def target_events_per_second(self, now_ms: int) -> float | None:
+        return self.events_per_second
+
 
 @dataclass
 class ReplayPacer(Pacer):
@@ -57,6 +68,21 @@ class ReplayPacer(Pacer):
             self.origin_ms = int(ts_ms[0])
         # Events that are earlier than the origin (slightly out of order) are due at once.
         return np.maximum(ts_ms - (self.origin_ms or 0), 0) / 1000.0 / self.speedup
+
+
+@dataclass
+class LivePacer(ReplayPacer):
+    """Live generated traffic: event time is wall-clock time (speedup 1, from ``origin_ms``), and the
+    target is the generator's rate for the hour: ``hourly_rates[h]`` events/s in the h-th hour after
+    ``window_start_ms``."""
+
+    speedup: float = 1.0
+    window_start_ms: int = 0
+    hourly_rates: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def target_events_per_second(self, now_ms: int) -> float | None:
+        hour = (now_ms - self.window_start_ms) // HOUR_MS
+        return float(self.hourly_rates[hour]) if 0 <= hour < len(self.hourly_rates) else 0.0
 
 
 def due_slices(due: np.ndarray, elapsed_s: float, start: int) -> int:

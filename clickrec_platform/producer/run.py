@@ -19,7 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from clickrec_platform.events.batch import encode_batch
-from clickrec_platform.producer.kafka_sink import KafkaEventSink
+from clickrec_platform.producer.kafka_sink import KafkaEventSink, event_type_codes
 from clickrec_platform.producer.pacing import FastPacer, Pacer, due_slices
 from clickrec_platform.settings import Settings
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events, write_catalogue_files
@@ -82,11 +82,12 @@ def _limited(frames: Iterable[pd.DataFrame], limit: int | None) -> Iterator[pd.D
         yield frame
 
 
-def _in_due_order(keys: list[bytes], values: list[bytes], due: np.ndarray):
+def _in_due_order(keys: list[bytes], values: list[bytes], codes: np.ndarray | None, due: np.ndarray):
     if len(due) < 2 or bool(np.all(due[1:] >= due[:-1])):
-        return keys, values, due
+        return keys, values, codes, due
     order = np.argsort(due, kind="stable")
-    return [keys[i] for i in order], [values[i] for i in order], due[order]
+    return ([keys[i] for i in order], [values[i] for i in order], None if codes is None else codes[order],
+            due[order])
 
 
 def _encoded_ahead(frames: Iterable[pd.DataFrame]) -> Iterator[tuple[pd.DataFrame, list[bytes], list[bytes]]]:
@@ -116,16 +117,23 @@ def produce_frames(
     flush_timeout_s: float = 60.0,
     source_rejected: Callable[[], int] = lambda: 0,
     clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> ProduceSummary:
+    """Send ``frames`` as ``pacer`` schedules them. Waits go to ``sleep`` (default: the sink's own wait,
+    which serves delivery reports meanwhile, so a paced producer's acknowledgements are counted as they
+    come)."""
     stop = stop or threading.Event()
+    sleep = sleep or getattr(sink, "wait", time.sleep)
+    tracked = getattr(sink, "tracks_deliveries", False)
     started = clock()
     with stop_on_signals(stop), tqdm(unit="ev", unit_scale=True, disable=not progress,
                                      desc=f"→ {sink.topic}", smoothing=0.1) as bar:
         for frame, keys, values in _encoded_ahead(_limited(frames, limit)):
             if stop.is_set():
                 break
-            keys, values, due = _in_due_order(keys, values, pacer.due_seconds(frame["ts"].to_numpy()))
+            codes = event_type_codes(frame["event"]) if tracked else None
+            due = pacer.due_seconds(frame["ts"].to_numpy())
+            keys, values, codes, due = _in_due_order(keys, values, codes, due)
             position = 0
             while position < len(due) and not stop.is_set():
                 elapsed = clock() - started
@@ -134,7 +142,8 @@ def produce_frames(
                     sleep(min(due[position] - elapsed, 0.2))
                     continue
                 end = min(end, position + MAX_SLICE)
-                sink.send(keys[position:end], values[position:end])
+                sink.send(keys[position:end], values[position:end],
+                          None if codes is None else codes[position:end])
                 bar.update(end - position)
                 position = end
         sink.flush(flush_timeout_s)

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from clickrec_platform.producer.pacing import HOUR_MS, LivePacer
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 from clickrec_platform.sources.rejects import RejectLedger
 from clickrec_platform.sources.retailrocket import EVENTS_FILE, read_events
+from clickrec_platform.sources.synthetic.traffic import hourly_weights
 
 
 def retailrocket_frames(input_path: Path, ledger: RejectLedger) -> Iterator[pd.DataFrame]:
@@ -44,6 +46,14 @@ def live_frames(config: GeneratorConfig, now_ms: int | None = None) -> Iterator[
         frame = frame[frame["ts"] >= now_ms]
         if not frame.empty:
             yield frame.reset_index(drop=True)
+
+
+def live_pacer(config: GeneratorConfig, now_ms: int) -> LivePacer:
+    """Paces ``live_frames(config, now_ms)`` in wall-clock time; its target for each hour is the share
+    of the window's events the generator puts in that hour (the daily curve, weekends, promotions)."""
+    weights = hourly_weights(config.start_date, config.days, config.promotions)
+    return LivePacer(origin_ms=now_ms, window_start_ms=config.start_ms,
+                     hourly_rates=config.events * weights / weights.sum() / (HOUR_MS / 1000))
 
 
 def parse_date(text: str | None) -> date | None:

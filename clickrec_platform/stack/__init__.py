@@ -1,4 +1,5 @@
-"""The local stack: Kafka, PostgreSQL, MLflow, Dagster, the API and the dashboard as processes on this machine."""
+"""The local stack: Kafka, PostgreSQL, MLflow, Dagster, the API and the dashboard as processes on this machine,
+and, on request, live traffic (a live producer and the stream job in continuous mode)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from clickrec_platform.stack.api_server import ApiService
 from clickrec_platform.stack.dagster_server import DagsterDaemonService, DagsterWebserverService
 from clickrec_platform.stack.dashboard_server import DashboardService
 from clickrec_platform.stack.kafka import KafkaService
+from clickrec_platform.stack.live_traffic import LiveProducerService, StreamJobService
 from clickrec_platform.stack.mlflow_server import MlflowService
 from clickrec_platform.stack.postgres import PostgresService
 from clickrec_platform.stack.service import Health, LocalService
@@ -16,16 +18,21 @@ SERVICE_TYPES: tuple[type[LocalService], ...] = (
     PostgresService, KafkaService, MlflowService, DagsterWebserverService, DagsterDaemonService, ApiService,
     DashboardService,
 )
+# Started only on request (`clickrec demo`, `clickrec up stream live-producer`), after the stack.
+ON_REQUEST_TYPES: tuple[type[LocalService], ...] = (StreamJobService, LiveProducerService)
 
 
-def services(settings: Settings, names: list[str] | None = None) -> list[LocalService]:
-    chosen = [cls(settings) for cls in SERVICE_TYPES]
+def services(settings: Settings, names: list[str] | None = None, *, on_request: bool = False
+             ) -> list[LocalService]:
+    """The services named (any, in start order), else the stack's: those a plain `up` starts, plus the
+    on-request ones when ``on_request`` (what `down` and `status` look at)."""
+    known = [cls(settings) for cls in (*SERVICE_TYPES, *ON_REQUEST_TYPES)]
     if names:
-        unknown = set(names) - {s.name for s in chosen}
+        unknown = set(names) - {s.name for s in known}
         if unknown:
-            raise ValueError(f"unknown service(s) {sorted(unknown)}; known: {[s.name for s in chosen]}")
-        chosen = [s for s in chosen if s.name in names]
-    return chosen
+            raise ValueError(f"unknown service(s) {sorted(unknown)}; known: {[s.name for s in known]}")
+        return [s for s in known if s.name in names]
+    return [s for s in known if on_request or not s.on_request]
 
 
-__all__ = ["SERVICE_TYPES", "Health", "LocalService", "services"]
+__all__ = ["ON_REQUEST_TYPES", "SERVICE_TYPES", "Health", "LocalService", "services"]

@@ -19,6 +19,9 @@ class LocalService(ABC):
     """A service that ``clickrec up`` can run on this machine, or find already running elsewhere."""
 
     name: str
+    # Started only when asked for by name (or by `clickrec demo`), never by a plain `clickrec up`;
+    # `clickrec down` and `clickrec status` cover it whenever it runs.
+    on_request: bool = False
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -43,7 +46,7 @@ class LocalService(ABC):
 
     @property
     def managed(self) -> bool:
-        return self.name in self.settings.managed_services
+        return self.on_request or self.name in self.settings.managed_services
 
     def start(self) -> bool:
         """Bring it up (if managed here) and finish its setup. True if this call started a process."""

@@ -117,9 +117,21 @@ def test_the_sensor_asks_for_the_dates_silver_gained(spark, lake):
     assert request.tags[orchestration.RANGE_END_TAG] == orchestration.silver_event_dates(lake).last
 
 
-def test_broken_input_fails_the_right_check_and_blocks_what_depends_on_it(spark, tmp_path):
+def test_broken_input_fails_the_right_check_blocks_what_depends_on_it_and_is_alerted_once(
+        spark, tmp_path, alert_webhook):
+    from clickrec_platform.definitions import defs
+    from clickrec_platform.defs.ops.alerts import alert_on_run_failure
+
     small = GeneratorConfig(events=5_000, days=2, seed=9)
     with lake_of_its_own(spark, tmp_path, small) as settings:
+        instance = orchestration.instance_for(settings)
+        repository = defs.get_repository_def()
+
+        def alert_tick(cursor: str | None) -> str | None:
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=repository)
+            return alert_on_run_failure.evaluate_tick(context).cursor
+
+        cursor = alert_tick(None)  # the failure sensor, started before the run
         # A category tree whose branch loops back on itself.
         tree = settings.catalogue_dir / "category_tree.csv"
         lines = tree.read_text().splitlines()
@@ -143,6 +155,25 @@ def test_broken_input_fails_the_right_check_and_blocks_what_depends_on_it(spark,
         assert not {"delta/gold/item_features", "delta/gold/training_splits"} & materialized
         assert "delta/silver/items" in materialized  # unaffected by either fault
         assert not result.success
+
+        # The run's failure is the checks': one alert, naming each check, its asset and its metadata.
+        alert_tick(alert_tick(cursor))  # and a later tick announces nothing again
+        _url, received = alert_webhook
+        (alert,) = [payload["text"] for payload in received if result.run_id in payload["text"]]
+        assert alert.startswith("*3 blocking checks failed in training_graph*")
+        for asset, check in failed:
+            assert f"`{asset}` check `{check}`" in alert
+        for name, value in _metadata_of_failed_checks(result).items():
+            assert f"{name}={value}" in alert
+        assert "also failed" not in alert  # every failed step failed on its checks
+        assert "Every category reaches a root" in alert  # the check's own description, from its definition
+
+
+def _metadata_of_failed_checks(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    from clickrec_platform.ops.alerts import metadata_text
+
+    return {name: metadata_text(value) for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+            and not e.event_specific_data.passed for name, value in list(e.event_specific_data.metadata.items())[:8]}
 
 
 def test_observing_silver_records_its_delta_version_rows_and_freshness(spark, lake):

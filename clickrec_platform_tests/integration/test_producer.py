@@ -1,4 +1,4 @@
-"""`clickrec produce` against the real local broker."""
+"""`clickrec produce` against the real local broker, and its Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -12,18 +12,21 @@ import threading
 import time
 import uuid
 
+import httpx
 import orjson
+import pandas as pd
 import pytest
 from confluent_kafka.admin import NewTopic
 
 from clickrec_platform.events.codec import decode
-from clickrec_platform.events.contract import frame_to_events
+from clickrec_platform.events.contract import EVENT_TYPES, frame_to_events
 from clickrec_platform.producer.kafka_sink import BrokerUnreachable, KafkaEventSink
-from clickrec_platform.producer.pacing import FastPacer
+from clickrec_platform.producer.metrics import ProducerCollector, serve_producer_metrics
+from clickrec_platform.producer.pacing import FastPacer, RatePacer
 from clickrec_platform.producer.run import produce_frames
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 from clickrec_platform.stack.kafka import admin_client
-from clickrec_platform_tests.support import consume
+from clickrec_platform_tests.support import consume, free_port, metric_samples
 
 pytestmark = pytest.mark.integration
 
@@ -84,12 +87,24 @@ def test_unreachable_broker_is_a_clear_error_within_seconds(stack, tmp_path):
 
 
 def test_sigterm_mid_run_flushes_what_was_accepted_and_reports_counts(stack, kafka_topic):
+    """Also: `clickrec produce` serves its metrics while it runs, and they grow as events are acknowledged."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
     process = subprocess.Popen(
         [sys.executable, "-m", "clickrec_platform.cli", "produce", "--topic", kafka_topic, "--mode", "rate",
-         "--rate", "2000", "--events", "50000", "--no-progress", "--json"],
+         "--rate", "2000", "--events", "50000", "--no-progress", "--json", "--metrics-port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
-    assert process.poll() is None, process.stderr.read()
+    deadline = time.monotonic() + 30  # a loaded machine may take seconds to start it
+    while True:
+        assert process.poll() is None, process.stderr.read()
+        try:
+            early = metric_samples(url)
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, "no metrics endpoint within 30s"
+            time.sleep(0.5)
+    time.sleep(3)
+    later = metric_samples(url)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
 
@@ -99,6 +114,47 @@ def test_sigterm_mid_run_flushes_what_was_accepted_and_reports_counts(stack, kaf
     assert 0 < summary["delivered"] == summary["accepted"] < 50000
     assert summary["failed"] == 0
     consume(stack.kafka_bootstrap_servers, kafka_topic, expected=summary["delivered"])
+
+    def delivered(samples):
+        return sum(v for (name, _), v in samples.items() if name == "clickrec_producer_events_delivered_total")
+
+    assert delivered(early) < delivered(later) <= summary["delivered"]
+    assert later[("clickrec_producer_target_rate_events_per_second", ())] == 2000
+    assert later[("clickrec_producer_events_failed_total", (("event", "view"),))] == 0
+    assert f"metrics: {url}" in stderr
+    with pytest.raises(httpx.ConnectError):  # served while it runs, not after
+        httpx.get(url, timeout=2)
+
+
+def test_metrics_count_each_event_type_and_time_every_acknowledgement(stack, kafka_topic, tmp_path):
+    frames = list(generate_events(GeneratorConfig(events=6_000, seed=12, days=2, chunk_events=2_000)))
+    sink = KafkaEventSink(stack, kafka_topic, tmp_path / "dead-letter.jsonl", track_deliveries=True)
+    pacer = RatePacer(20_000)
+    with serve_producer_metrics(ProducerCollector(sink, pacer), "127.0.0.1", 0) as url:  # any free port
+        summary = produce_frames(frames, sink, pacer, progress=False)
+        samples = metric_samples(url)
+
+    by_type = pd.concat(frames)["event"].value_counts().to_dict()
+    assert set(by_type) == set(EVENT_TYPES)
+    for kind in ("produced", "delivered"):
+        counted = {dict(labels)["event"]: value for (name, labels), value in samples.items()
+                   if name == f"clickrec_producer_events_{kind}_total"}
+        assert counted == by_type, kind
+    assert summary.delivered == summary.accepted == sum(by_type.values())
+    assert all(value == 0 for (name, _), value in samples.items() if name == "clickrec_producer_events_failed_total")
+    assert not any(name == "clickrec_producer_delivery_errors_total" for name, _ in samples)
+    assert samples[("clickrec_producer_in_flight_messages", ())] == 0
+    assert samples[("clickrec_producer_target_rate_events_per_second", ())] == 20_000
+    assert samples[("clickrec_producer_source_rejected_total", ())] == 0
+
+    # Every acknowledgement timed: as many observations as deliveries, cumulative buckets, sane seconds.
+    latency = "clickrec_producer_delivery_latency_seconds"
+    buckets = sorted(((float(dict(labels)["le"]), value) for (name, labels), value in samples.items()
+                      if name == f"{latency}_bucket"))
+    assert buckets[-1] == (float("inf"), summary.delivered) == (float("inf"), samples[(f"{latency}_count", ())])
+    assert [value for _, value in buckets] == sorted(value for _, value in buckets)
+    assert 0 < samples[(f"{latency}_sum", ())] / summary.delivered < 5  # mean seconds to acks=all, loopback
+    consume(stack.kafka_bootstrap_servers, kafka_topic, expected=summary.delivered)
 
 
 def test_permanent_failures_go_to_the_dead_letter_file_with_the_reason(stack, tmp_path):

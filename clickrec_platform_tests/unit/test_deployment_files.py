@@ -5,7 +5,7 @@ Prometheus rules and the Grafana dashboard are never started here. These tests c
 checked without running them: the files parse; every setting a container is given is one that
 clickrec_platform/settings.py reads (and parses to what the service expects); ports agree with the
 settings' defaults; images are pinned; secrets come from infra/.env; Prometheus targets are compose
-services; every API metric charted or alerted on is one that the API exports.
+services; every API or producer metric charted or alerted on is one that the API or the producer exports.
 """
 
 from __future__ import annotations
@@ -129,6 +129,30 @@ def api_exported_names() -> set[str]:
             base = first.value.removesuffix("_total") if node.func.id == "Counter" else first.value
             names.update(base + suffix for suffix in suffixes[node.func.id])
     return names
+
+
+def producer_exported_names() -> set[str]:
+    """The series names the producer exposes, from a real exposition of its collector (a failure recorded, so
+    that the labelled error counter has a series too)."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from clickrec_platform.producer.kafka_sink import DeliveryTally
+    from clickrec_platform.producer.metrics import ProducerCollector
+    from clickrec_platform.producer.pacing import RatePacer
+
+    sink = SimpleNamespace(deliveries=DeliveryTally(), failed_by_reason=Counter({"MSG_TIMED_OUT": 1}), in_flight=0)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ProducerCollector(sink, RatePacer(10), source_rejected=lambda: 1))
+    return {line.split("{")[0].split(" ")[0] for line in generate_latest(registry).decode().splitlines()
+            if line and not line.startswith("#")}
+
+
+def exported_names() -> set[str]:
+    """Every series the platform's own services export (the stream job's are planned)."""
+    return api_exported_names() | producer_exported_names()
 
 
 def promql_metric_names(expr: str) -> set[str]:
@@ -372,6 +396,10 @@ def test_prometheus_scrapes_compose_services(services):
     api_target = jobs["clickrec-api"]["static_configs"][0]["targets"]
     assert api_target == [f"api:{Settings.model_fields['api_port'].default}"]
     assert jobs["clickrec-api"].get("metrics_path", "/metrics") == "/metrics"
+    producer_target = jobs["clickrec-producer"]["static_configs"][0]["targets"]
+    assert producer_target == [f"producer:{Settings.model_fields['producer_metrics_port'].default}"]
+    assert jobs["clickrec-producer"].get("metrics_path", "/metrics") == "/metrics"
+    assert "--no-metrics" not in command_words(services["producer"])
 
     mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in services["prometheus"]["volumes"]}
     config_path = next(w.split("=", 1)[1] for w in command_words(services["prometheus"])
@@ -381,8 +409,8 @@ def test_prometheus_scrapes_compose_services(services):
         assert (COMPOSE_FILE.parent / mounts[rule_file]).resolve() == ALERTS_FILE
 
 
-def test_alert_rules_use_real_api_metrics():
-    exported = api_exported_names()
+def test_alert_rules_use_real_api_and_producer_metrics():
+    exported = exported_names()
     jobs = {job["job_name"] for job in yaml.safe_load(PROMETHEUS_FILE.read_text())["scrape_configs"]}
     rules = [rule for group in yaml.safe_load(ALERTS_FILE.read_text())["groups"] for rule in group["rules"]]
     assert len(rules) >= 3
@@ -390,15 +418,17 @@ def test_alert_rules_use_real_api_metrics():
         assert rule["alert"] and rule["labels"]["severity"] in {"critical", "warning", "info"}
         assert rule["annotations"]["summary"]
         names = promql_metric_names(rule["expr"])
-        assert names <= exported, f"{rule['alert']}: {names - exported} are not exported by the API"
+        assert names <= exported, f"{rule['alert']}: {names - exported} are not exported by the API or producer"
         for job in re.findall(r'job="([^"]+)"', rule["expr"]):
             assert job in jobs, f"{rule['alert']}: no scrape job {job}"
     assert any("clickrec_api_request_duration_seconds_bucket" in rule["expr"] for rule in rules)
+    assert any("clickrec_producer_events_failed_total" in rule["expr"] for rule in rules)
 
 
 # ------------------------------------------------------------------------------------------ grafana
-def test_grafana_dashboard_charts_real_api_metrics():
+def test_grafana_dashboard_charts_real_api_and_producer_metrics():
     exported = api_exported_names()
+    producer = producer_exported_names()
     dashboard = json.loads(GRAFANA_DASHBOARD.read_text())
     datasource_uid = yaml.safe_load(GRAFANA_DATASOURCE.read_text())["datasources"][0]["uid"]
     panels = list(dashboard_panels(dashboard["panels"]))
@@ -415,14 +445,18 @@ def test_grafana_dashboard_charts_real_api_metrics():
             assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), expr
             names = promql_metric_names(expr)
             api_names = {n for n in names if n.startswith("clickrec_api_")}
+            producer_names = {n for n in names if n.startswith("clickrec_producer_")}
             assert api_names <= exported, f"{panel['title']}: {api_names - exported} are not exported by the API"
-            if names - api_names:  # metrics of the stream job or the producer, not exported yet
+            assert producer_names <= producer, f"{panel['title']}: {producer_names - producer} not exported"
+            if names - api_names - producer_names:  # metrics of the stream job, not exported yet
                 assert "(planned)" in panel["title"], f"{panel['title']} charts planned metrics {names - api_names}"
-            charted |= api_names
+            charted |= api_names | producer_names
     for variable in dashboard["templating"]["list"]:
         assert promql_metric_names(variable["definition"]) <= exported
     assert exported - {"clickrec_api_request_duration_seconds_count"} <= charted | {
         "clickrec_api_request_duration_seconds_sum"}, "every API metric has a panel"
+    assert producer - {"clickrec_producer_delivery_latency_seconds_count", "clickrec_producer_delivery_latency_seconds_sum",
+                       "clickrec_producer_events_produced_total"} <= charted, "every producer metric has a panel"
     quantiles = {q for panel in panels for t in panel.get("targets", [])
                  for q in re.findall(r"histogram_quantile\((0\.\d+),\s*sum by \([^)]*\)\s*\(rate\("
                                      r"clickrec_api_request_duration_seconds_bucket", t["expr"])}
@@ -436,6 +470,16 @@ def test_grafana_provisioning_points_at_the_mounted_dashboards(services):
     assert (COMPOSE_FILE.parent / mounts["/etc/grafana/provisioning"]).resolve() == GRAFANA_PROVIDER.parent.parent
     url = yaml.safe_load(GRAFANA_DATASOURCE.read_text())["datasources"][0]["url"]
     assert url == f"http://prometheus:{next(iter(container_ports(services['prometheus'])))}"
+
+
+def test_the_producer_exports_what_its_module_documents():
+    from clickrec_platform.producer import metrics
+
+    documented = set(re.findall(r"``(clickrec_producer_\w+)``", metrics.__doc__))
+    histogram = "clickrec_producer_delivery_latency_seconds"
+    exposed = {name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+               if name.startswith(histogram) else name for name in producer_exported_names()}
+    assert exposed == documented
 
 
 def test_metric_names_read_from_the_module_are_what_the_api_exports():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ class RecordingSink:
     def failed(self) -> int:
         return 0
 
-    def send(self, keys, values) -> None:
+    def send(self, keys, values, event_types=None) -> None:
         self.sent += [(self.clock.now, value) for value in values]
         self.accepted += len(values)
 
@@ -63,6 +64,26 @@ def test_replay_pacer_compresses_event_time_and_sends_late_comers_at_once():
     hour = 3_600_000
     assert pacer.due_seconds(np.array([10 * hour, 11 * hour, 13 * hour])).tolist() == [0.0, 1.0, 3.0]
     assert pacer.due_seconds(np.array([9 * hour])).tolist() == [0.0]  # before the origin
+
+
+def test_each_pacer_says_what_rate_it_aims_at():
+    from datetime import date
+
+    from clickrec_platform.producer.sources import live_config, live_pacer
+
+    assert FastPacer().target_events_per_second(0) is None
+    assert ReplayPacer(speedup=60).target_events_per_second(0) is None
+    assert RatePacer(250).target_events_per_second(0) == 250
+
+    traffic = live_config(GeneratorConfig(events=10_000), 20.0, days=7,
+                          now=datetime(2026, 11, 23, 9, 30, tzinfo=UTC))  # a Monday
+    assert traffic.start_date == date(2026, 11, 23)
+    pacer = live_pacer(traffic, now_ms=traffic.start_ms)
+    hourly = [pacer.target_events_per_second(traffic.start_ms + h * 3_600_000 + 1) for h in range(7 * 24)]
+    assert np.mean(hourly) == pytest.approx(20.0)  # the average asked for, over the window
+    assert hourly[3] < 1 < 40 < hourly[20]  # 3 am is quiet, 8 pm busy (weekday curve: 0.1x … 10x)
+    assert 2 * 24 + 12 <= np.argmax(hourly) < 2 * 24 + 16  # the promotion: day 2, 4 hours from 12:00, 20x
+    assert pacer.target_events_per_second(traffic.start_ms + 7 * 24 * 3_600_000) == 0.0  # after the window
 
 
 @pytest.mark.parametrize(("elapsed", "start", "expected"), [(0.0, 0, 1), (1.5, 0, 3), (9, 2, 5), (0.0, 3, 3)])

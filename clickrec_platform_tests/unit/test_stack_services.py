@@ -20,7 +20,7 @@ def fresh(monkeypatch, tmp_path):
 
 def test_stopping_and_finding_services_needs_no_secret(fresh):
     assert fresh.postgres_password is None or fresh.local_password_file.exists()
-    for service in services(fresh):
+    for service in services(fresh, on_request=True):
         assert service.process().pid() is None
         assert service.stop() is False
 
@@ -47,3 +47,23 @@ def test_a_cluster_whose_password_was_lost_is_never_started_blind(fresh):
 def test_unknown_service_names_are_refused(fresh):
     with pytest.raises(ValueError, match="unknown service"):
         services(fresh, ["kafka", "zookeeper"])
+
+
+def test_live_traffic_starts_only_on_request_and_down_and_status_cover_it(fresh):
+    names = [s.name for s in services(fresh)]
+    assert "stream" not in names and "live-producer" not in names  # a plain `up` (and the tests) start no Spark
+    everything = services(fresh, on_request=True)
+    assert [s.name for s in everything] == [*names, "stream", "live-producer"]  # `down` stops them first
+    assert [s.name for s in services(fresh, ["live-producer", "stream"])] == ["stream", "live-producer"]
+    assert all(s.managed for s in everything if s.on_request)  # whatever CLICKREC_MANAGED_SERVICES says
+    assert not services(fresh.model_copy(update={"managed_services": []}), ["stream"])[0].health().ok
+
+
+def test_the_live_producer_runs_the_demo_world_live_with_its_metrics(fresh):
+    settings = fresh.model_copy(update={"demo_events": 20_000, "demo_live_rate": 7.5, "producer_metrics_port": 9999})
+    producer, stream = services(settings, ["live-producer", "stream"])[::-1]
+    argv = list(producer.process().argv)
+    assert argv[1:] == ["produce", "--source", "synthetic", "--mode", "live", "--rate", "7.5", "--events", "20000",
+                        "--days", "30", "--no-progress", "--metrics", "--metrics-port", "9999"]
+    assert producer.url == "http://127.0.0.1:9999/metrics"
+    assert list(stream.process().argv)[1:] == ["stream", "--trigger", f"{settings.demo_stream_trigger_seconds:g}"]
