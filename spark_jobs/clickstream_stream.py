@@ -1,18 +1,22 @@
-"""The streaming lakehouse job: Kafka → bronze → silver/quarantine → gold (Delta and Postgres).
+"""The streaming lakehouse job: Kafka → silver/quarantine, Postgres live tables and bronze; silver → gold.
 
-Three Structured Streaming queries, each with its own checkpoint under ``<lake>/_checkpoints/``:
-- ``bronze``: every Kafka record as received, through Delta's exactly-once streaming sink;
-- ``refine``: new bronze rows → silver and quarantine (``RefineBatch``, idempotent on the batch id);
-- ``gold``: new silver rows → streaming gold in Delta and the Postgres live tables (``GoldBatch``).
+Two Structured Streaming queries, each with its own checkpoint under ``<lake>/_checkpoints/``:
+- ``ingest``: each micro-batch of Kafka records → silver and quarantine, the Postgres live tables,
+  and bronze as received (``IngestBatch``, every write idempotent on the batch id);
+- ``gold``: new silver rows → the Delta gold tables and the Postgres windows (``GoldBatch``), on a
+  slower trigger: MERGEs cost seconds, and the live tables do not wait for them.
 
-``--available-now`` catches up with what is there and stops (backfills, tests); otherwise the
-queries run every ``--trigger`` seconds until SIGTERM/Ctrl-C, which stops them cleanly. Killed
-at any moment instead, a restart resumes from the checkpoints and loses or duplicates nothing.
+``--available-now`` catches up with what is there and stops (backfills, tests): ingest first, then
+gold over all it wrote. Otherwise the queries run until SIGTERM/Ctrl-C, which stops them cleanly,
+in separate fair-scheduler pools. Killed at any moment instead, a restart resumes from the
+checkpoints and loses or duplicates nothing. A query that fails stops the job with an alert
+(``CLICKREC_ALERT_WEBHOOK_URL``) and a non-zero exit.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 import time
@@ -20,21 +24,16 @@ from dataclasses import dataclass
 
 import psycopg
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from clickrec_platform.lake.spark import spark_session
-from clickrec_platform.lake.tables import (
-    BRONZE_CLICKSTREAM,
-    SILVER_EVENTS,
-    STREAM_TABLES,
-    LakeTable,
-    table_path,
-)
+from clickrec_platform.lake.tables import SILVER_EVENTS, STREAM_TABLES, table_path
+from clickrec_platform.ops.alerts import send_alert
 from clickrec_platform.serving.live_tables import ensure_live_tables
 from clickrec_platform.settings import Settings
 from spark_jobs.gold import GoldBatch
-from spark_jobs.refine import RefineBatch
+from spark_jobs.ingest import IngestBatch, bronze_columns
+from spark_jobs.metrics import StreamMetrics
 
 log = logging.getLogger("clickrec.stream")
 
@@ -43,8 +42,9 @@ log = logging.getLogger("clickrec.stream")
 class StreamOptions:
     available_now: bool = False
     trigger_seconds: float = 2.0
+    gold_trigger_seconds: float = 30.0
     max_offsets_per_trigger: int | None = None
-    max_files_per_trigger: int = 64
+    max_files_per_trigger: int = 256
     starting_offsets: str = "earliest"
 
 
@@ -52,13 +52,14 @@ def checkpoint(settings: Settings, query: str) -> str:
     return table_path(settings, "_checkpoints", f"{settings.stream_app_id}/{query}")
 
 
-def _trigger(options: StreamOptions) -> dict:
+def _trigger(options: StreamOptions, seconds: float) -> dict:
     if options.available_now:
         return {"availableNow": True}
-    return {"processingTime": f"{options.trigger_seconds} seconds"}
+    return {"processingTime": f"{seconds} seconds"}
 
 
-def start_bronze(spark: SparkSession, settings: Settings, options: StreamOptions) -> StreamingQuery:
+def start_ingest(spark: SparkSession, settings: Settings, options: StreamOptions,
+                 batch: IngestBatch) -> StreamingQuery:
     reader = (spark.readStream.format("kafka")
               .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
               .option("subscribe", settings.kafka_topic)
@@ -66,23 +67,17 @@ def start_bronze(spark: SparkSession, settings: Settings, options: StreamOptions
               .option("failOnDataLoss", "true"))
     if options.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", options.max_offsets_per_trigger)
-    records = reader.load().select(
-        "key", "value", "topic", "partition", "offset",
-        F.col("timestamp").alias("kafka_timestamp"), F.col("timestampType").alias("kafka_timestamp_type"),
-        F.current_timestamp().alias("ingested_at"), F.current_date().alias("ingest_date"))
-    return (records.writeStream.format("delta").outputMode("append").queryName("bronze")
-            .option("checkpointLocation", checkpoint(settings, "bronze"))
-            .trigger(**_trigger(options)).start(BRONZE_CLICKSTREAM.path(settings)))
+    return (bronze_columns(reader.load()).writeStream.foreachBatch(batch).queryName("ingest")
+            .option("checkpointLocation", checkpoint(settings, "ingest"))
+            .trigger(**_trigger(options, options.trigger_seconds)).start())
 
 
-def start_foreach_batch(spark: SparkSession, settings: Settings, options: StreamOptions, name: str,
-                        source: LakeTable, function) -> StreamingQuery:
-    """A query over the new rows of a Delta table, handed to ``function`` micro-batch by micro-batch."""
+def start_gold(spark: SparkSession, settings: Settings, options: StreamOptions) -> StreamingQuery:
     rows = (spark.readStream.format("delta").option("maxFilesPerTrigger", options.max_files_per_trigger)
-            .load(source.path(settings)))
-    return (rows.writeStream.foreachBatch(function).queryName(name)
-            .option("checkpointLocation", checkpoint(settings, name))
-            .trigger(**_trigger(options)).start())
+            .load(SILVER_EVENTS.path(settings)))
+    return (rows.writeStream.foreachBatch(GoldBatch(settings)).queryName("gold")
+            .option("checkpointLocation", checkpoint(settings, "gold"))
+            .trigger(**_trigger(options, options.gold_trigger_seconds)).start())
 
 
 def prepare(spark: SparkSession, settings: Settings) -> None:
@@ -93,38 +88,71 @@ def prepare(spark: SparkSession, settings: Settings) -> None:
         ensure_live_tables(conn, schema=settings.gold_schema)
 
 
+def failure_cause(error: BaseException, limit: int = 500) -> str:
+    """The most telling line of a failure: a failed query's message holds its Python traceback,
+    whose last ``SomeError: ...`` line names the cause; otherwise the message's first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    # "psycopg.errors.UndefinedTable: ...", "ValueError: ...": a (qualified) class name, then ": ".
+    causes = [line for line in lines
+              if re.match(r"^(?:(?:[a-z_]\w*\.)+[A-Z]\w*|[A-Z]\w*(?:Error|Exception)): ", line)]
+    # The Python error that failed a batch, rather than the JVM's wrappers around it.
+    python = [line for line in causes if not line.startswith(("org.", "java.", "scala.", "py4j."))]
+    picked = python or causes
+    return (picked[-1] if picked else lines[0] if lines else "")[:limit]
+
+
 def run(settings: Settings, options: StreamOptions, spark: SparkSession | None = None,
-        stop: threading.Event | None = None) -> dict[str, float]:
+        stop: threading.Event | None = None, metrics: StreamMetrics | None = None) -> dict[str, float]:
     """Run the job; in available-now mode until caught up (returning seconds per query), else until
-    ``stop`` is set."""
-    spark = spark or spark_session(settings, app_name="clickrec-stream")
+    ``stop`` is set. A failed query raises, after an alert."""
+    try:
+        return _run(settings, options, spark, stop, metrics)
+    except Exception as error:
+        send_alert(settings, "clickrec stream job failed", [
+            f"{type(error).__name__}: {failure_cause(error)}",
+            f"topic {settings.kafka_topic}, app id {settings.stream_app_id}, lake {settings.lake_uri}",
+            "It stopped; restart it (`clickrec stream`) once the cause is fixed: it resumes from its "
+            "checkpoints and loses or duplicates nothing."])
+        raise
+
+
+def _run(settings: Settings, options: StreamOptions, spark: SparkSession | None,
+         stop: threading.Event | None, metrics: StreamMetrics | None) -> dict[str, float]:
+    spark = spark or spark_session(settings, app_name="clickrec-stream", **{"spark.scheduler.mode": "FAIR"})
     prepare(spark, settings)
-    refine, gold = RefineBatch(settings), GoldBatch(settings)
+    listener = metrics.listener() if metrics else None
+    if listener:
+        spark.streams.addListener(listener)
+    # In catch-up, the gold query posts the windows once, after ingest; live, ingest posts them.
+    ingest = IngestBatch(settings, live_windows=not options.available_now,
+                         on_batch=metrics.record_ingest if metrics else None)
     starters = {
-        "bronze": lambda: start_bronze(spark, settings, options),
-        "refine": lambda: start_foreach_batch(spark, settings, options, "refine", BRONZE_CLICKSTREAM, refine),
-        "gold": lambda: start_foreach_batch(spark, settings, options, "gold", SILVER_EVENTS, gold),
+        "ingest": lambda: start_ingest(spark, settings, options, ingest),
+        "gold": lambda: start_gold(spark, settings, options),
     }
     seconds: dict[str, float] = {}
-    if options.available_now:
-        # One catch-up pass per layer, each over all that the layer before it wrote.
-        for name, start in starters.items():
-            started = time.perf_counter()
-            start().awaitTermination()
-            seconds[name] = time.perf_counter() - started
-        return seconds
-    stop = stop or threading.Event()
-    queries = [start() for start in starters.values()]
     try:
-        while not stop.is_set():
+        if options.available_now:
+            for name, start in starters.items():
+                started = time.perf_counter()
+                start().awaitTermination()
+                seconds[name] = time.perf_counter() - started
+            return seconds
+        stop = stop or threading.Event()
+        queries = [start() for start in starters.values()]
+        try:
+            while not stop.is_set():
+                for query in queries:
+                    if not query.isActive:
+                        raise RuntimeError(f"query {query.name} stopped: {query.exception()}")
+                stop.wait(1.0)
+        finally:
             for query in queries:
-                if not query.isActive:
-                    raise RuntimeError(f"query {query.name} stopped: {query.exception()}")
-            stop.wait(1.0)
+                query.stop()
+        return seconds
     finally:
-        for query in queries:
-            query.stop()
-    return seconds
+        if listener:
+            spark.streams.removeListener(listener)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--available-now", action="store_true", help="catch up, then stop")
     parser.add_argument("--trigger", type=float, default=settings.stream_trigger_seconds,
                         help="seconds between micro-batches in continuous mode")
+    parser.add_argument("--gold-trigger", type=float, default=settings.stream_gold_trigger_seconds,
+                        help="seconds between gold micro-batches (Delta MERGEs) in continuous mode")
     parser.add_argument("--max-offsets-per-trigger", type=int, default=settings.stream_max_offsets_per_trigger)
     parser.add_argument("--max-files-per-trigger", type=int, default=settings.stream_max_files_per_trigger)
     args = parser.parse_args(argv)
@@ -144,9 +174,18 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run(settings, StreamOptions(available_now=args.available_now, trigger_seconds=args.trigger,
-                                max_offsets_per_trigger=args.max_offsets_per_trigger,
-                                max_files_per_trigger=args.max_files_per_trigger), stop=stop)
+    metrics = StreamMetrics()
+    if settings.stream_metrics_port:
+        metrics.serve(settings.bind_host, settings.stream_metrics_port)
+    options = StreamOptions(available_now=args.available_now, trigger_seconds=args.trigger,
+                            gold_trigger_seconds=args.gold_trigger,
+                            max_offsets_per_trigger=args.max_offsets_per_trigger,
+                            max_files_per_trigger=args.max_files_per_trigger)
+    try:
+        run(settings, options, stop=stop, metrics=metrics)
+    except Exception:
+        log.exception("stream job failed")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

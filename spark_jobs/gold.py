@@ -1,18 +1,26 @@
-"""Streaming gold, per micro-batch of new silver rows: the windows they touched, recomputed from silver.
+"""Streaming gold: per 5-minute window statistics, trending items and running totals per event type.
 
-Recomputing a whole window from silver (rather than adding the batch to a running state) keeps
-distinct counts exact, lets late events land in their own window, and makes every write a
-replacement that a replayed batch repeats to the same result. Totals that are increments
-(``event_statistics``) are booked once per batch id instead. The gold query reads silver as a
-stream with its own checkpoint, so a replayed batch brings the same rows and the same id.
+The windows a batch of new silver rows touched are recomputed from silver (rather than adding the
+batch to a running state): distinct counts stay exact, late events land in their own window, and
+every write is a replacement that a replayed batch repeats to the same result. Silver is read only
+for the touched windows' dates and event-time range, which Delta's file statistics turn into a
+read of the few files that hold them.
+
+Two queries use this:
+- the ingest query (``spark_jobs/ingest.py``) posts the touched windows to Postgres right after
+  each batch lands in silver, in continuous mode: the live tables' latency path;
+- the gold query (``GoldBatch``, over silver as a stream with its own checkpoint and a slower
+  trigger) writes the Delta gold tables with MERGEs and posts the same windows to Postgres, so
+  Postgres converges on silver whatever mode wrote it. Totals that are increments
+  (``event_statistics``) are booked once per batch id instead.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 import psycopg
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -25,14 +33,9 @@ from clickrec_platform.lake.tables import (
     GOLD_WINDOWED_STATS,
     SILVER_EVENTS,
 )
-from clickrec_platform.serving.live_tables import (
-    add_event_statistics_once,
-    insert_live_events,
-    replace_windows,
-    upsert_recent_items,
-)
+from clickrec_platform.serving.live_tables import replace_windows
 from clickrec_platform.settings import Settings
-from spark_jobs.refine import StageTimer
+from spark_jobs.batch import StageTimer, idempotent_dml, in_pool
 
 log = logging.getLogger("clickrec.stream")
 
@@ -60,17 +63,24 @@ def _dates_covering(starts_ms: list[int], length_ms: int) -> list[date]:
     return sorted(days)
 
 
+def stats_window(ts: str) -> F.Column:
+    """The start (epoch ms) of the 5-minute window of an event time in epoch ms."""
+    return F.floor(F.col(ts) / STATS_WINDOW_MS) * STATS_WINDOW_MS
+
+
 def _in_windows(rows: DataFrame, window_starts_ms: list[int], length_ms: int) -> DataFrame:
-    """The rows whose window ``w`` is one of ``window_starts_ms``, reading only the days they cover."""
+    """The rows whose window ``w`` is one of ``window_starts_ms``, reading only the dates and the
+    event-time range they cover (partition pruning, then Delta's per-file min/max of ``ts``)."""
     touched = rows.sparkSession.createDataFrame([(w,) for w in window_starts_ms], "w bigint")
-    return (rows.where(F.col("event_date").isin(_dates_covering(window_starts_ms, length_ms)))
+    first, end = min(window_starts_ms), max(window_starts_ms) + length_ms
+    return (rows.where(F.col("event_date").isin(_dates_covering(window_starts_ms, length_ms))
+                       & (F.col("ts") >= first) & (F.col("ts") < end))
             .join(F.broadcast(touched), "w"))
 
 
 def windowed_stats(silver: DataFrame, window_starts_ms: list[int]) -> DataFrame:
     """Per touched 5-minute window and event type: events, distinct visitors, distinct items."""
-    rows = _in_windows(silver.withColumn("w", F.floor(F.col("ts") / STATS_WINDOW_MS) * STATS_WINDOW_MS),
-                       window_starts_ms, STATS_WINDOW_MS)
+    rows = _in_windows(silver.withColumn("w", stats_window("ts")), window_starts_ms, STATS_WINDOW_MS)
     return (rows.groupBy("w", "event")
             .agg(F.count("*").alias("event_count"), F.countDistinct("visitor_id").alias("unique_users"),
                  F.countDistinct("item_id").alias("unique_items"))
@@ -96,6 +106,43 @@ def trending_items(silver: DataFrame, window_starts_ms: list[int], top_n: int) -
                     F.current_timestamp().alias("updated_at")))
 
 
+@dataclass(frozen=True)
+class TouchedWindows:
+    """The windows (epoch ms of their starts) that a batch of new silver rows falls in."""
+
+    stats_ms: list[int]
+    trending_ms: list[int]
+
+    @classmethod
+    def of(cls, new_events: DataFrame) -> TouchedWindows | None:
+        return cls.of_stats_windows([r.w for r in new_events.select(stats_window("ts").alias("w")).distinct().collect()])
+
+    @classmethod
+    def of_stats_windows(cls, stats_ms) -> TouchedWindows | None:
+        """From the 5-minute windows (``stats_window``) of the new events; a superset recomputes
+        windows that did not change, to the same values."""
+        stats = sorted(set(stats_ms))
+        if not stats:
+            return None
+        return cls(stats, sorted(set(stats) | {w - TRENDING_SLIDE_MS for w in stats}))
+
+    def frames(self, spark: SparkSession, settings: Settings) -> tuple[DataFrame, DataFrame]:
+        """``windowed_stats`` and ``trending_items`` of these windows, recomputed from silver."""
+        silver = spark.read.format("delta").load(SILVER_EVENTS.path(settings))
+        return (windowed_stats(silver, self.stats_ms),
+                trending_items(silver, self.trending_ms, settings.trending_top_n))
+
+    def post(self, conn: psycopg.Connection, settings: Settings, stats: DataFrame, trending: DataFrame) -> None:
+        """Replace these windows in the Postgres live tables (each table in one transaction)."""
+        def starts(window_ms: list[int]) -> list[datetime]:
+            return [datetime.fromtimestamp(w / 1000, UTC) for w in window_ms]
+
+        replace_windows(conn, "windowed_stats", stats.drop("updated_at").toArrow(), starts(self.stats_ms),
+                        schema=settings.gold_schema)
+        replace_windows(conn, "trending_items", trending.drop("updated_at").toArrow(), starts(self.trending_ms),
+                        schema=settings.gold_schema)
+
+
 def merge_replacing(spark: SparkSession, path: str, rows: DataFrame, keys: list[str], scope: str) -> None:
     """Make the target's rows for every ``scope`` value present in ``rows`` equal ``rows``, in one commit:
     matching keys are updated, new ones inserted, and the scope's other target rows deleted."""
@@ -115,16 +162,12 @@ def merge_replacing(spark: SparkSession, path: str, rows: DataFrame, keys: list[
      .execute())
 
 
-@contextmanager
-def idempotent_dml(spark: SparkSession, app_id: str, version: int):
-    """Delta skips DML (MERGE here) whose (app id, version) the table has already committed."""
-    spark.conf.set("spark.databricks.delta.write.txnAppId", app_id)
-    spark.conf.set("spark.databricks.delta.write.txnVersion", str(version))
-    try:
-        yield
-    finally:
-        spark.conf.unset("spark.databricks.delta.write.txnAppId")
-        spark.conf.unset("spark.databricks.delta.write.txnVersion")
+def event_increments(new_events: DataFrame) -> DataFrame:
+    """Per event type: how many events, and the first and last event time, of a batch."""
+    return (new_events.groupBy("event").agg(
+        F.count("*").alias("event_count"), F.min("event_time").alias("first_event_at"),
+        F.max("event_time").alias("last_event_at"))
+        .withColumn("updated_at", F.current_timestamp()))
 
 
 def add_event_statistics(spark: SparkSession, path: str, increments: DataFrame, app_id: str, batch_id: int) -> None:
@@ -140,61 +183,6 @@ def add_event_statistics(spark: SparkSession, path: str, increments: DataFrame, 
          .whenNotMatchedInsertAll().execute())
 
 
-def update_gold(spark: SparkSession, settings: Settings, new_events: DataFrame, batch_id: int,
-                timer: StageTimer) -> None:
-    """Gold tables in Delta and Postgres for the events this batch added to silver."""
-    app_id = settings.stream_app_id
-    stats_windows = sorted({r.w for r in new_events.select(
-        (F.floor(F.col("ts") / STATS_WINDOW_MS) * STATS_WINDOW_MS).alias("w")).distinct().collect()})
-    if not stats_windows:
-        return
-    trending_windows = sorted(set(stats_windows) | {w - TRENDING_SLIDE_MS for w in stats_windows})
-    silver = spark.read.format("delta").load(SILVER_EVENTS.path(settings))
-
-    stats = windowed_stats(silver, stats_windows).persist()
-    trending = trending_items(silver, trending_windows, settings.trending_top_n).persist()
-    increments = (new_events.groupBy("event").agg(
-        F.count("*").alias("event_count"), F.min("event_time").alias("first_event_at"),
-        F.max("event_time").alias("last_event_at"))
-        .withColumn("updated_at", F.current_timestamp())).persist()
-    try:
-        # Postgres first: it is what the API and SQL consumers read, so it should not wait for the
-        # Delta MERGEs. Each side is idempotent on its own, so the order is free.
-        recent = (new_events.where(F.col("item_id").isNotNull())
-                  .groupBy("visitor_id", "item_id")
-                  .agg(F.max_by("event", "ts").alias("last_event"), F.max("event_time").alias("last_seen_at")))
-        per_visitor = Window.partitionBy("visitor_id").orderBy(F.desc("last_seen_at"), F.desc("item_id"))
-        recent = (recent.withColumn("_n", F.row_number().over(per_visitor))
-                  .where(F.col("_n") <= settings.recent_items_per_visitor).drop("_n"))
-        live = (new_events.orderBy(F.desc("ts"), F.asc("event_id")).limit(settings.live_events_per_batch)
-                .select("event_id", F.col("event_time").alias("ts"), "visitor_id", "event", "item_id",
-                        "session_id", "source"))
-        with timer.stage("postgres"), psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
-            schema = settings.gold_schema
-            replace_windows(conn, "windowed_stats", stats.drop("updated_at").toArrow(),
-                            [datetime.fromtimestamp(w / 1000, UTC) for w in stats_windows], schema=schema)
-            replace_windows(conn, "trending_items", trending.drop("updated_at").toArrow(),
-                            [datetime.fromtimestamp(w / 1000, UTC) for w in trending_windows], schema=schema)
-            add_event_statistics_once(conn, f"{app_id}:event_statistics", batch_id,
-                                      increments.drop("updated_at").toArrow(), schema=schema)
-            upsert_recent_items(conn, recent.toArrow(), keep_per_visitor=settings.recent_items_per_visitor,
-                                schema=schema)
-            insert_live_events(conn, live.toArrow(),
-                               retention=timedelta(minutes=settings.live_events_retention_minutes), schema=schema)
-        with timer.stage("gold-windows"):
-            merge_replacing(spark, GOLD_WINDOWED_STATS.path(settings), stats, ["window_start", "event"],
-                            "window_start")
-        with timer.stage("gold-trending"):
-            merge_replacing(spark, GOLD_TRENDING_ITEMS.path(settings), trending, ["window_start", "item_id"],
-                            "window_start")
-        with timer.stage("gold-totals"):
-            add_event_statistics(spark, GOLD_EVENT_STATISTICS.path(settings), increments,
-                                 f"{app_id}-event-statistics", batch_id)
-    finally:
-        for frame in (stats, trending, increments):
-            frame.unpersist()
-
-
 class GoldBatch:
     """The ``foreachBatch`` function of the gold query: its micro-batch is the silver rows added."""
 
@@ -203,9 +191,29 @@ class GoldBatch:
 
     def __call__(self, new_silver_rows: DataFrame, batch_id: int) -> None:
         started, timer = time.perf_counter(), StageTimer()
+        spark, settings = new_silver_rows.sparkSession, self.settings
+        in_pool(spark, "gold")
         rows = new_silver_rows.persist()
+        frames: list[DataFrame] = [rows]
         try:
-            update_gold(rows.sparkSession, self.settings, rows, batch_id, timer)
+            touched = TouchedWindows.of(rows)
+            if touched is None:
+                return
+            stats, trending = (frame.persist() for frame in touched.frames(spark, settings))
+            increments = event_increments(rows).persist()
+            frames += [stats, trending, increments]
+            with timer.stage("postgres"), psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
+                touched.post(conn, settings, stats, trending)
+            with timer.stage("gold-windows"):
+                merge_replacing(spark, GOLD_WINDOWED_STATS.path(settings), stats, ["window_start", "event"],
+                                "window_start")
+            with timer.stage("gold-trending"):
+                merge_replacing(spark, GOLD_TRENDING_ITEMS.path(settings), trending, ["window_start", "item_id"],
+                                "window_start")
+            with timer.stage("gold-totals"):
+                add_event_statistics(spark, GOLD_EVENT_STATISTICS.path(settings), increments,
+                                     f"{settings.stream_app_id}-event-statistics", batch_id)
         finally:
-            rows.unpersist()
+            for frame in frames:
+                frame.unpersist()
         log.info("gold batch %d (%.1fs: %s)", batch_id, time.perf_counter() - started, timer.summary())

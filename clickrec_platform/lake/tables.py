@@ -65,6 +65,10 @@ SILVER_EVENTS = LakeTable(
     "kafka_offset bigint, ingest_app string, ingest_batch bigint, ingested_at timestamp",
     partition_by=("event_date",),
     description="Valid events (event contract v1), deduplicated by event_id.",
+    # Statistics where readers filter (event time, ids, lineage); none on free text or the id hash.
+    properties=(("delta.dataSkippingStatsColumns",
+                 "ts,visitor_id,item_id,event,event_time,kafka_partition,kafka_offset,ingest_app,ingest_batch,"
+                 "ingested_at"),),
 )
 SILVER_QUARANTINE = LakeTable(
     "silver", "quarantine",

@@ -28,7 +28,8 @@ from clickrec_platform.lake.tables import (
 from clickrec_platform.settings import PROJECT_ROOT
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 from clickrec_platform.stack.scratch import ISOLATED_FIELDS, scratch_settings
-from clickrec_platform_tests.support import produce
+from clickrec_platform_tests.support import free_port, metric_samples, produce
+from clickrec_platform_tests.webhook import webhook_receiver
 from spark_jobs.clickstream_stream import StreamOptions, run
 
 pytestmark = pytest.mark.integration
@@ -156,8 +157,10 @@ def test_gold_windows_equal_an_independent_duckdb_computation(stream_settings, s
     assert recomputed[0] == score
 
 
-def _stream_process(settings, log_path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, **settings.as_environment(*ISOLATED_FIELDS), "CLICKREC_SPARK_DRIVER_MEMORY": "1g"}
+def _stream_process(settings, log_path, *args: str, metrics_port: int | None = None, **environment: str
+                    ) -> subprocess.Popen:
+    env = {**os.environ, **settings.as_environment(*ISOLATED_FIELDS), "CLICKREC_SPARK_DRIVER_MEMORY": "1g",
+           "CLICKREC_STREAM_METRICS_PORT": str(metrics_port or free_port()), **environment}
     with open(log_path, "ab") as log:  # a file, not a pipe: an unread pipe fills up and stalls the job
         return subprocess.Popen([sys.executable, "-m", "spark_jobs.clickstream_stream", *args], cwd=PROJECT_ROOT,
                                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -202,7 +205,7 @@ def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(stream_sett
 def test_replaying_a_batch_changes_nothing(stream_settings, spark):
     from spark_jobs.clickstream_stream import prepare
     from spark_jobs.gold import GoldBatch
-    from spark_jobs.refine import RefineBatch
+    from spark_jobs.ingest import IngestBatch
 
     records, valid_ids, _reasons = message_mix(1_000, seed=13)
     s = stream_settings
@@ -210,12 +213,14 @@ def test_replaying_a_batch_changes_nothing(stream_settings, spark):
     batch = spark.createDataFrame(
         [(k, v, s.kafka_topic, 0, i) for i, (k, v) in enumerate(records)],
         "key binary, value binary, topic string, partition int, offset bigint",
-    ).selectExpr("*", "current_timestamp() AS kafka_timestamp")
-    refine = RefineBatch(s)
+    ).selectExpr("*", "current_timestamp() AS kafka_timestamp", "0 AS kafka_timestamp_type",
+                 "current_timestamp() AS ingested_at", "current_date() AS ingest_date")
+    ingest = IngestBatch(s, live_windows=True)
 
     def snapshot():
         return {
             "silver": delta_rows(SILVER_EVENTS.path(s), "SELECT count(*), count(DISTINCT event_id) FROM t"),
+            "bronze": delta_rows(BRONZE_CLICKSTREAM.path(s), "SELECT count(*) FROM t"),
             "quarantine": delta_rows(SILVER_QUARANTINE.path(s), "SELECT count(*) FROM t"),
             "windows": sorted(pg_rows(s, "SELECT window_start, event, event_count, unique_users, unique_items "
                                          "FROM {schema}.windowed_stats")),
@@ -231,13 +236,69 @@ def test_replaying_a_batch_changes_nothing(stream_settings, spark):
     gold = GoldBatch(s)
 
     def process_batch_7():
-        refine(batch, 7)
+        ingest(batch, 7)
         silver_rows = spark.read.format("delta").load(SILVER_EVENTS.path(s)).where("ingest_batch = 7")
         gold(silver_rows, 7)
 
     process_batch_7()
     first = snapshot()
     assert first["silver"] == [(len(valid_ids), len(valid_ids))]
+    assert first["bronze"] == [(len(records),)]
     assert first["totals"] and first["windows"] and first["recent"] and first["live"]
     process_batch_7()  # Spark replays a batch whose commit it did not record
     assert snapshot() == first
+
+
+def test_metrics_after_traffic_and_an_alert_when_the_job_fails(stream_settings, tmp_path):
+    """The job's /metrics reconcile with what was produced; a query that fails stops the job with a
+    non-zero exit and a webhook alert naming the cause."""
+    records, valid_ids, bad_reasons = message_mix(4_000, seed=5)
+    produce(stream_settings.kafka_bootstrap_servers, stream_settings.kafka_topic, records)
+    s, port, log_path = stream_settings, free_port(), tmp_path / "stream.log"
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def value(name: str, **labels: str) -> float:
+        return metric_samples(url).get((name, tuple(sorted(labels.items()))), 0.0)
+
+    with webhook_receiver() as (hook_url, received):
+        job = _stream_process(s, log_path, "--trigger", "1", "--gold-trigger", "5", "--max-offsets-per-trigger",
+                              "1500", metrics_port=port, CLICKREC_ALERT_WEBHOOK_URL=hook_url)
+        try:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and job.poll() is None:
+                time.sleep(1)
+                try:
+                    if value("clickrec_stream_rows_total", layer="bronze") >= len(records):
+                        break
+                except Exception:  # noqa: BLE001 - the endpoint starts with the job
+                    continue
+            assert job.poll() is None, log_path.read_text()[-3000:]
+            quarantined = sum(bad_reasons.values())
+            assert value("clickrec_stream_rows_total", layer="bronze") == len(records)
+            assert value("clickrec_stream_rows_total", layer="silver") == len(valid_ids)
+            assert value("clickrec_stream_rows_total", layer="quarantine") == quarantined
+            assert value("clickrec_stream_rows_total", layer="duplicate") == len(records) - len(valid_ids) - quarantined
+            samples = metric_samples(url)
+            by_reason = {dict(labels)["reason"]: v for (name, labels), v in samples.items()
+                         if name == "clickrec_stream_quarantined_total"}
+            assert sum(by_reason.values()) == quarantined and "malformed_json" in by_reason
+            assert value("clickrec_stream_batch_duration_seconds_count", query="ingest") >= 3  # 1,500 per batch
+            assert value("clickrec_stream_input_rows_total", query="ingest") == len(records)
+            assert value("clickrec_stream_query_up", query="ingest") == 1
+            lag = {dict(labels)["partition"]: v for (name, labels), v in samples.items()
+                   if name == "clickrec_stream_kafka_lag_records" and dict(labels)["query"] == "ingest"}
+            assert len(lag) == s.kafka_topic_partitions and all(v == 0 for v in lag.values())
+
+            # Break a live table under the running job: the next batch fails, and so does the job.
+            with psycopg.connect(s.postgres_dsn(), autocommit=True) as conn:
+                conn.execute(sql.SQL("ALTER TABLE {} RENAME TO broken_recent_items").format(
+                    sql.Identifier(s.gold_schema, "user_recent_items")))
+            more, _valid, _bad = message_mix(200, seed=6)
+            produce(s.kafka_bootstrap_servers, s.kafka_topic, more)
+            assert job.wait(timeout=180) == 1, log_path.read_text()[-3000:]
+        finally:
+            if job.poll() is None:
+                os.killpg(job.pid, signal.SIGKILL)
+    assert len(received) == 1, received
+    text = received[0]["text"]
+    assert "stream job failed" in text and "user_recent_items" in text and s.kafka_topic in text

@@ -1,0 +1,57 @@
+"""What every ``foreachBatch`` function of the stream job shares: idempotent Delta writes and timings.
+
+Spark replays a micro-batch whose commit it did not record, with the same id and the same input,
+so every write is keyed on that id: a Delta append or MERGE carrying (app id, batch id) that the
+table has already committed is skipped by Delta itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+
+
+@dataclass
+class StageTimer:
+    """Seconds per stage of a batch, for the log line and the benchmark."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    def summary(self) -> str:
+        return ", ".join(f"{name} {secs:.2f}s" for name, secs in self.seconds.items())
+
+
+def append_once(frame: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+    """Append unless this (app id, batch id) already committed to the table."""
+    (frame.write.format("delta").mode("append")
+     .option("txnAppId", app_id).option("txnVersion", batch_id).save(path))
+
+
+@contextmanager
+def idempotent_dml(spark: SparkSession, app_id: str, version: int):
+    """Delta skips DML (MERGE here) whose (app id, version) the table has already committed."""
+    spark.conf.set("spark.databricks.delta.write.txnAppId", app_id)
+    spark.conf.set("spark.databricks.delta.write.txnVersion", str(version))
+    try:
+        yield
+    finally:
+        spark.conf.unset("spark.databricks.delta.write.txnAppId")
+        spark.conf.unset("spark.databricks.delta.write.txnVersion")
+
+
+def in_pool(spark: SparkSession, pool: str) -> None:
+    """Run this thread's Spark jobs in a fair-scheduler pool, so one query's jobs do not queue
+    behind another's (the ingest query's latency path does not wait for gold's MERGEs)."""
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", pool)
