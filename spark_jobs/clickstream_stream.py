@@ -148,7 +148,10 @@ def _run(settings: Settings, options: StreamOptions, spark: SparkSession | None,
                 stop.wait(1.0)
         finally:
             for query in queries:
-                query.stop()
+                try:
+                    query.stop()
+                except Exception as error:  # noqa: BLE001 - an interrupted batch on the way out is no failure
+                    log.warning("query %s: %s while stopping", query.name, failure_cause(error))
         return seconds
     finally:
         if listener:
