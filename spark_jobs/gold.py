@@ -7,12 +7,15 @@ for the touched windows' dates and event-time range, which Delta's file statisti
 read of the few files that hold them.
 
 Two queries use this:
-- the ingest query (``spark_jobs/ingest.py``) posts the touched windows to Postgres right after
-  each batch lands in silver, in continuous mode: the live tables' latency path;
+- the ingest query (``spark_jobs/ingest.py``), in continuous mode, posts the live tables right
+  after each batch lands in silver (``LiveRows``: the touched windows, each visitor's latest items,
+  the recent events): the latency path;
 - the gold query (``GoldBatch``, over silver as a stream with its own checkpoint and a slower
-  trigger) writes the Delta gold tables with MERGEs and posts the same windows to Postgres, so
-  Postgres converges on silver whatever mode wrote it. Totals that are increments
-  (``event_statistics``) are booked once per batch id instead.
+  trigger) writes the Delta gold tables with MERGEs, posts the same windows to Postgres, so
+  Postgres converges on silver whatever mode wrote it, and books the running totals
+  (``event_statistics``, increments: once per batch id). In catch-up (available-now) it also posts
+  the latest items and recent events, which the ingest query then leaves out: ingest stays at
+  Kafka → silver speed, and these tables are written once per gold batch rather than per ingest batch.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -33,7 +37,12 @@ from clickrec_platform.lake.tables import (
     GOLD_WINDOWED_STATS,
     SILVER_EVENTS,
 )
-from clickrec_platform.serving.live_tables import replace_windows
+from clickrec_platform.serving.live_tables import (
+    add_event_statistics_once,
+    insert_live_events,
+    replace_windows,
+    upsert_recent_items,
+)
 from clickrec_platform.settings import Settings
 from spark_jobs.batch import StageTimer, idempotent_dml, in_pool
 
@@ -170,6 +179,35 @@ def event_increments(new_events: DataFrame) -> DataFrame:
         .withColumn("updated_at", F.current_timestamp()))
 
 
+@dataclass(frozen=True)
+class LiveRows:
+    """What a batch of new silver rows changes in the Postgres live tables that are not windows:
+    each visitor's latest items (``user_recent_items``) and the newest events
+    (``live_clickstream_events``). Both writes are upserts, so posting a batch twice is harmless."""
+
+    recent_items: pa.Table
+    live_events: pa.Table
+
+    @classmethod
+    def of(cls, new_events: DataFrame, settings: Settings) -> LiveRows:
+        recent = (new_events.where(F.col("item_id").isNotNull())
+                  .groupBy("visitor_id", "item_id")
+                  .agg(F.max_by("event", "ts").alias("last_event"), F.max("event_time").alias("last_seen_at")))
+        per_visitor = Window.partitionBy("visitor_id").orderBy(F.desc("last_seen_at"), F.desc("item_id"))
+        recent = (recent.withColumn("_n", F.row_number().over(per_visitor))
+                  .where(F.col("_n") <= settings.recent_items_per_visitor).drop("_n"))
+        live = (new_events.orderBy(F.desc("ts"), F.asc("event_id")).limit(settings.live_events_per_batch)
+                .select("event_id", F.col("event_time").alias("ts"), "visitor_id", "event", "item_id",
+                        "session_id", "source"))
+        return cls(recent.toArrow(), live.toArrow())
+
+    def post(self, conn: psycopg.Connection, settings: Settings) -> None:
+        upsert_recent_items(conn, self.recent_items, keep_per_visitor=settings.recent_items_per_visitor,
+                            schema=settings.gold_schema)
+        insert_live_events(conn, self.live_events, retention=timedelta(minutes=settings.live_events_retention_minutes),
+                           schema=settings.gold_schema)
+
+
 def add_event_statistics(spark: SparkSession, path: str, increments: DataFrame, app_id: str, batch_id: int) -> None:
     from delta.tables import DeltaTable
 
@@ -184,10 +222,15 @@ def add_event_statistics(spark: SparkSession, path: str, increments: DataFrame, 
 
 
 class GoldBatch:
-    """The ``foreachBatch`` function of the gold query: its micro-batch is the silver rows added."""
+    """The ``foreachBatch`` function of the gold query: its micro-batch is the silver rows added.
 
-    def __init__(self, settings: Settings):
+    ``live_rows``: also post each visitor's latest items and the recent events (catch-up, where
+    the ingest query leaves them out).
+    """
+
+    def __init__(self, settings: Settings, live_rows: bool = False):
         self.settings = settings
+        self.live_rows = live_rows
 
     def __call__(self, new_silver_rows: DataFrame, batch_id: int) -> None:
         started, timer = time.perf_counter(), StageTimer()
@@ -202,8 +245,14 @@ class GoldBatch:
             stats, trending = (frame.persist() for frame in touched.frames(spark, settings))
             increments = event_increments(rows).persist()
             frames += [stats, trending, increments]
+            with timer.stage("live-prepare"):
+                live = LiveRows.of(rows, settings) if self.live_rows else None
             with timer.stage("postgres"), psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
                 touched.post(conn, settings, stats, trending)
+                add_event_statistics_once(conn, f"{settings.stream_app_id}:gold:event_statistics", batch_id,
+                                          increments.drop("updated_at").toArrow(), schema=settings.gold_schema)
+                if live:
+                    live.post(conn, settings)
             with timer.stage("gold-windows"):
                 merge_replacing(spark, GOLD_WINDOWED_STATS.path(settings), stats, ["window_start", "event"],
                                 "window_start")

@@ -3,9 +3,9 @@
 The ingest query reads each Kafka record once per micro-batch and writes, in this order:
 1. ``silver.events``: the valid events no earlier batch wrote, one row per ``event_id``;
 2. ``silver.quarantine``: every record that is not a valid event, as received, with the reason;
-3. the Postgres live tables the API and SQL consumers read (the latency path): per event type
-   totals, each visitor's latest items, recent events, and in continuous mode the windows the batch
-   touched, recomputed from silver (``spark_jobs/gold.py``);
+3. in continuous mode, the Postgres live tables the API and SQL consumers read (the latency path):
+   the windows the batch touched, recomputed from silver, each visitor's latest items and the
+   recent events (``spark_jobs/gold.py``; in catch-up the gold query posts them);
 4. ``bronze.clickstream_raw``: every record as received, with its Kafka coordinates;
 5. ``ops.stream_batches``: the batch's reconciliation, bronze = silver + quarantined + duplicates.
 
@@ -15,8 +15,7 @@ and the same Kafka offsets, so every write is keyed on that id:
 - the rows new to silver are those whose ``event_id`` no earlier batch wrote, which is the same on
   a replay whether or not this batch's own append had landed (silver rows carry the app id and
   batch id that wrote them);
-- Postgres increments are booked once per batch id; the other live tables are upserts or
-  replacements that a replay repeats to the same result.
+- the Postgres live tables are upserts or replacements that a replay repeats to the same result.
 """
 
 from __future__ import annotations
@@ -24,10 +23,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 import psycopg
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clickrec_platform.events.contract import FIELD_NAMES
@@ -39,14 +37,9 @@ from clickrec_platform.lake.tables import (
     SILVER_EVENTS,
     SILVER_QUARANTINE,
 )
-from clickrec_platform.serving.live_tables import (
-    add_event_statistics_once,
-    insert_live_events,
-    upsert_recent_items,
-)
 from clickrec_platform.settings import Settings
-from spark_jobs.batch import StageTimer, append_once, in_pool
-from spark_jobs.gold import TouchedWindows, event_increments, stats_window
+from spark_jobs.batch import HeldRows, StageTimer, append_once, in_pool
+from spark_jobs.gold import LiveRows, TouchedWindows, stats_window
 
 log = logging.getLogger("clickrec.stream")
 
@@ -100,59 +93,49 @@ class BatchSummary:
 class IngestBatch:
     """The ``foreachBatch`` function of the ingest query (a callable, so it carries its settings).
 
-    ``live_windows``: also recompute and post the touched windows to Postgres in this batch (the
-    continuous mode's latency path); otherwise the gold query posts them after catching up.
+    ``live``: post the Postgres live tables in this batch (the continuous mode's latency path);
+    otherwise (catch-up) the gold query posts them.
     """
 
-    def __init__(self, settings: Settings, live_windows: bool = True, on_batch=None):
+    def __init__(self, settings: Settings, live: bool = True, on_batch=None):
         self.settings = settings
         self.app_id = settings.stream_app_id
         self.silver_path = SILVER_EVENTS.path(settings)
-        self.live_windows = live_windows
+        self.live = live
         self.on_batch = on_batch  # called with (batch id, BatchSummary, silver rows, seconds)
 
     def __call__(self, records: DataFrame, batch_id: int) -> None:
         started, timer = time.perf_counter(), StageTimer()
         spark = records.sparkSession
         in_pool(spark, "ingest")
-        # Read from Kafka once: bronze is written from the same cached records after the rest.
-        records = records.persist()
-        try:
-            self._process(records, batch_id, started, timer)
-        finally:
-            records.unpersist()
-
-    def _process(self, records: DataFrame, batch_id: int, started: float, timer: StageTimer) -> None:
-        spark = records.sparkSession
-        parsed = parse_events(records.withColumn("value_text", F.col("value").cast("string")), "value_text")
-        # Kept for the batch: the contract fields, and the raw record only where it is quarantined.
-        parsed = parsed.select(
-            *FIELD_NAMES, REASON, "partition", "offset", "topic", "kafka_timestamp",
-            F.when(F.col(REASON).isNotNull(), F.col("key").cast("string")).alias("raw_key"),
-            F.when(F.col(REASON).isNotNull(), F.col("value_text")).alias("raw_value"),
-        ).persist()
-        new_events = None
-        try:
+        with HeldRows() as held:
+            # Kafka is read once: the records are held for bronze, which is written after silver.
+            with timer.stage("read"):
+                records = held.hold(records)
             with timer.stage("parse"):
+                parsed = parse_events(records.withColumn("value_text", F.col("value").cast("string")),
+                                      "value_text")
+                # Kept: the contract fields, and the raw record only where it is quarantined.
+                parsed = held.hold(parsed.select(
+                    *FIELD_NAMES, REASON, "partition", "offset", "topic", "kafka_timestamp",
+                    F.when(F.col(REASON).isNotNull(), F.col("key").cast("string")).alias("raw_key"),
+                    F.when(F.col(REASON).isNotNull(), F.col("value_text")).alias("raw_value"),
+                ))
                 summary = BatchSummary.of(parsed)
             silver_count = 0
             if summary.valid:
-                new_events = self._new_events(spark, parsed, batch_id, summary).persist()
                 with timer.stage("silver"):
+                    new_events = held.hold(self._new_events(spark, parsed, batch_id, summary))
                     append_once(new_events, self.silver_path, f"{self.app_id}-silver", batch_id)
                     silver_count = new_events.count()
             if summary.quarantined:  # an empty append would still cost a Delta commit
                 with timer.stage("quarantine"):
                     append_once(self._quarantined(parsed, batch_id), SILVER_QUARANTINE.path(self.settings),
                                 f"{self.app_id}-quarantine", batch_id)
-            if silver_count:
-                self._post_live_tables(spark, new_events, batch_id, summary, timer)
-        finally:
-            parsed.unpersist()
-            if new_events is not None:
-                new_events.unpersist()
-        with timer.stage("bronze"):
-            append_once(records, BRONZE_CLICKSTREAM.path(self.settings), f"{self.app_id}-bronze", batch_id)
+            if silver_count and self.live:
+                self._post_live_tables(new_events, summary, timer)
+            with timer.stage("bronze"):
+                append_once(records, BRONZE_CLICKSTREAM.path(self.settings), f"{self.app_id}-bronze", batch_id)
 
         duplicates = summary.records - silver_count - summary.quarantined
         seconds = time.perf_counter() - started
@@ -211,27 +194,13 @@ class IngestBatch:
             earlier = F.broadcast(earlier)
         return unique.join(earlier, "event_id", "left_anti")
 
-    def _post_live_tables(self, spark: SparkSession, new_events: DataFrame, batch_id: int, summary: BatchSummary,
-                          timer: StageTimer) -> None:
-        settings, schema = self.settings, self.settings.gold_schema
+    def _post_live_tables(self, new_events: DataFrame, summary: BatchSummary, timer: StageTimer) -> None:
+        settings = self.settings
         with timer.stage("live-prepare"):
-            touched = TouchedWindows.of_stats_windows(summary.stats_windows) if self.live_windows else None
-            stats, trending = touched.frames(spark, settings) if touched else (None, None)
-            increments = event_increments(new_events).drop("updated_at").toArrow()
-            recent = (new_events.where(F.col("item_id").isNotNull())
-                      .groupBy("visitor_id", "item_id")
-                      .agg(F.max_by("event", "ts").alias("last_event"), F.max("event_time").alias("last_seen_at")))
-            per_visitor = Window.partitionBy("visitor_id").orderBy(F.desc("last_seen_at"), F.desc("item_id"))
-            recent = (recent.withColumn("_n", F.row_number().over(per_visitor))
-                      .where(F.col("_n") <= settings.recent_items_per_visitor).drop("_n").toArrow())
-            live = (new_events.orderBy(F.desc("ts"), F.asc("event_id")).limit(settings.live_events_per_batch)
-                    .select("event_id", F.col("event_time").alias("ts"), "visitor_id", "event", "item_id",
-                            "session_id", "source").toArrow())
+            touched = TouchedWindows.of_stats_windows(summary.stats_windows)
+            stats, trending = touched.frames(new_events.sparkSession, settings)
+            live = LiveRows.of(new_events, settings)
         with timer.stage("postgres"), psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
-            if touched:
-                touched.post(conn, settings, stats, trending)
-            add_event_statistics_once(conn, f"{self.app_id}:ingest:event_statistics", batch_id, increments,
-                                      schema=schema)
-            upsert_recent_items(conn, recent, keep_per_visitor=settings.recent_items_per_visitor, schema=schema)
-            insert_live_events(conn, live, retention=timedelta(minutes=settings.live_events_retention_minutes),
-                               schema=schema)
+            # Windows first: a row visible in user_recent_items has its window posted already.
+            touched.post(conn, settings, stats, trending)
+            live.post(conn, settings)

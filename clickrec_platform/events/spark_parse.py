@@ -98,9 +98,11 @@ def _fast_path_shape(value_column: str) -> Column:
     """True when the raw text is exactly the compact form `encode` writes (contract key order, no
     spaces), each value of its field's type; such a row is certain to parse as ``from_json`` reads
     it. Anything else (another producer's key order, spaces) takes the exact, slower VARIANT path.
-    One anchored regex without lookaheads: a single linear pass over the text.
+    One anchored regex without lookaheads: a single linear pass over the text. Strings are matched
+    as runs of plain characters between escapes (rather than one alternation per character), which
+    java.util.regex runs several times faster.
     """
-    number, text = r"-?[0-9]+", r'"(?:[^"\\]|\\.)*"'
+    number, text = r"-?[0-9]+", r'"[^"\\]*(?:\\.[^"\\]*)*"'
     parts = []
     for spec in FIELDS:
         value = number if spec.python_type is int else text

@@ -215,7 +215,7 @@ def test_replaying_a_batch_changes_nothing(stream_settings, spark):
         "key binary, value binary, topic string, partition int, offset bigint",
     ).selectExpr("*", "current_timestamp() AS kafka_timestamp", "0 AS kafka_timestamp_type",
                  "current_timestamp() AS ingested_at", "current_date() AS ingest_date")
-    ingest = IngestBatch(s, live_windows=True)
+    ingest = IngestBatch(s, live=True)
 
     def snapshot():
         return {
