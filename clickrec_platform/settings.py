@@ -93,8 +93,9 @@ class Settings(BaseSettings):
     lake_root: str | None = None
 
     # Streaming job (spark_jobs/clickstream_stream.py)
-    stream_trigger_seconds: float = 2.0  # ingest micro-batches (Kafka → silver, live tables, bronze)
-    stream_gold_trigger_seconds: float = 30.0  # gold micro-batches (Delta MERGEs) in continuous mode
+    stream_trigger_seconds: float = 2.0  # live micro-batches (Kafka → Postgres live tables): the latency path
+    stream_ingest_trigger_seconds: float = 20.0  # ingest micro-batches (Kafka → silver, bronze) in continuous mode
+    stream_gold_trigger_seconds: float = 60.0  # gold micro-batches (Delta MERGEs) in continuous mode
     stream_max_offsets_per_trigger: int | None = 500_000  # per ingest micro-batch, across partitions
     stream_max_files_per_trigger: int = 256  # silver files per gold micro-batch
     stream_metrics_port: int | None = 9465  # Prometheus metrics of `clickrec stream`; None: off
@@ -103,7 +104,10 @@ class Settings(BaseSettings):
     gold_schema: str = "gold"  # Postgres schema of the gold tables
     trending_top_n: int = 50
     recent_items_per_visitor: int = 50
-    live_events_per_batch: int = 10_000
+    # The live query keeps the Postgres windows of the last live_window_minutes of event time
+    # current from live_clickstream_events, which keeps rows for live_events_retention_minutes
+    # after ingestion (longer where a live window still needs them).
+    live_window_minutes: int = 30
     live_events_retention_minutes: int = 60
 
     # Reference data and features (Dagster assets)
@@ -150,11 +154,11 @@ class Settings(BaseSettings):
 
     # `clickrec demo`: the generated world (events of its history), and the live traffic it leaves running
     # (`clickrec down` stops it): a producer averaging demo_live_rate events/s on the daily curve, stamped
-    # now, and the stream job in continuous mode, a micro-batch every demo_stream_trigger_seconds.
+    # now, and the stream job in continuous mode, a live micro-batch every demo_stream_trigger_seconds.
     demo_events: int = 200_000
     demo_days: int = 7
     demo_live_rate: float = 20.0
-    demo_stream_trigger_seconds: float = 5.0
+    demo_stream_trigger_seconds: float = 2.0
 
     # Which services `clickrec up` runs on this machine; drop one to use an external deployment
     # (e.g. CLICKREC_MANAGED_SERVICES='["postgres","mlflow","dagster-webserver","dagster-daemon"]'

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,9 +14,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, Message, Producer
 
 from clickrec_platform.lake.silver import load_events_into_silver
-from clickrec_platform.settings import Settings
+from clickrec_platform.settings import PROJECT_ROOT, Settings
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events, write_catalogue_files
-from clickrec_platform.stack.scratch import scratch_process_settings
+from clickrec_platform.stack.scratch import ISOLATED_FIELDS, scratch_process_settings
 
 
 def produce(bootstrap_servers: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -74,3 +77,14 @@ def lake_of_its_own(spark, root: Path, config: GeneratorConfig, **environment: s
         write_catalogue_files(config, settings.catalogue_dir)
         load_events_into_silver(spark, settings, generate_events(config))
         yield settings
+
+
+def stream_process(settings, log_path, *args: str, metrics_port: int | None = None, **environment: str
+                    ) -> subprocess.Popen:
+    """`python -m spark_jobs.clickstream_stream ARGS` on ``settings``' topic, lake, app id and schema,
+    logging to ``log_path``; in a session of its own, so ``os.killpg`` stops the driver and its JVM."""
+    env = {**os.environ, **settings.as_environment(*ISOLATED_FIELDS), "CLICKREC_SPARK_DRIVER_MEMORY": "1g",
+           "CLICKREC_STREAM_METRICS_PORT": str(metrics_port or free_port()), **environment}
+    with open(log_path, "ab") as log:  # a file, not a pipe: an unread pipe fills up and stalls the job
+        return subprocess.Popen([sys.executable, "-m", "spark_jobs.clickstream_stream", *args], cwd=PROJECT_ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,14 +1,18 @@
-"""The streaming lakehouse job: Kafka → silver/quarantine, Postgres live tables and bronze; silver → gold.
+"""The streaming lakehouse job: Kafka → Postgres live tables; Kafka → silver/quarantine and bronze; silver → gold.
 
-Two Structured Streaming queries, each with its own checkpoint under ``<lake>/_checkpoints/``:
-- ``ingest``: each micro-batch of Kafka records → silver and quarantine, the Postgres live tables,
-  and bronze as received (``IngestBatch``, every write idempotent on the batch id);
-- ``gold``: new silver rows → the Delta gold tables and the Postgres windows (``GoldBatch``), on a
-  slower trigger: MERGEs cost seconds, and the live tables do not wait for them.
+Structured Streaming queries, each with its own checkpoint under ``<lake>/_checkpoints/``:
+- ``live`` (continuous mode only, every ``--trigger`` seconds): each micro-batch of Kafka records →
+  the Postgres live tables, in one transaction and without a Delta commit (``LiveBatch``): the
+  latency path, produce → visible in Postgres in seconds;
+- ``ingest`` (every ``--ingest-trigger`` seconds): Kafka records → silver and quarantine, and
+  bronze as received (``IngestBatch``, every write idempotent on the batch id); larger batches
+  than the live query's, as Delta commits cost about a second each whatever their size;
+- ``gold`` (every ``--gold-trigger`` seconds): new silver rows → the Delta gold tables, the running
+  totals and the older windows in Postgres (``GoldBatch``): MERGEs cost seconds.
 
 ``--available-now`` catches up with what is there and stops (backfills, tests): ingest first, then
-gold over all it wrote. Otherwise the queries run until SIGTERM/Ctrl-C, which stops them cleanly,
-in separate fair-scheduler pools. Killed at any moment instead, a restart resumes from the
+gold over all it wrote, posting every live table. Otherwise the queries run until SIGTERM/Ctrl-C,
+which stops them cleanly, in separate fair-scheduler pools. Killed at any moment instead, a restart resumes from the
 checkpoints and loses or duplicates nothing. A query that fails stops the job with an alert
 (``CLICKREC_ALERT_WEBHOOK_URL``) and a non-zero exit.
 """
@@ -21,9 +25,10 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from clickrec_platform.lake.spark import spark_session
@@ -33,18 +38,21 @@ from clickrec_platform.serving.live_tables import ensure_live_tables
 from clickrec_platform.settings import Settings
 from spark_jobs.gold import GoldBatch
 from spark_jobs.ingest import IngestBatch, bronze_columns
+from spark_jobs.live import LiveBatch
 from spark_jobs.metrics import StreamMetrics
 
 log = logging.getLogger("clickrec.stream")
 
 KAFKA_MAX_POLL_RECORDS = 20_000
+FAIR_POOLS = Path(__file__).with_name("fairscheduler.xml")  # the live query's pool goes first
 
 
 @dataclass(frozen=True)
 class StreamOptions:
     available_now: bool = False
-    trigger_seconds: float = 2.0
-    gold_trigger_seconds: float = 30.0
+    trigger_seconds: float = 2.0  # the live query's
+    ingest_trigger_seconds: float = 20.0
+    gold_trigger_seconds: float = 60.0
     max_offsets_per_trigger: int | None = None
     max_files_per_trigger: int = 256
     starting_offsets: str = "earliest"
@@ -60,8 +68,8 @@ def _trigger(options: StreamOptions, seconds: float) -> dict:
     return {"processingTime": f"{seconds} seconds"}
 
 
-def start_ingest(spark: SparkSession, settings: Settings, options: StreamOptions,
-                 batch: IngestBatch) -> StreamingQuery:
+def kafka_records(spark: SparkSession, settings: Settings, options: StreamOptions) -> DataFrame:
+    """The topic as a streaming source (each query that reads it has its own offsets)."""
     reader = (spark.readStream.format("kafka")
               .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
               .option("subscribe", settings.kafka_topic)
@@ -74,8 +82,19 @@ def start_ingest(spark: SparkSession, settings: Settings, options: StreamOptions
               .option("kafka.fetch.max.bytes", 32 << 20))
     if options.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", options.max_offsets_per_trigger)
-    return (bronze_columns(reader.load()).writeStream.foreachBatch(batch).queryName("ingest")
-            .option("checkpointLocation", checkpoint(settings, "ingest"))
+    return reader.load()
+
+
+def start_ingest(spark: SparkSession, settings: Settings, options: StreamOptions,
+                 batch: IngestBatch) -> StreamingQuery:
+    return (bronze_columns(kafka_records(spark, settings, options)).writeStream.foreachBatch(batch)
+            .queryName("ingest").option("checkpointLocation", checkpoint(settings, "ingest"))
+            .trigger(**_trigger(options, options.ingest_trigger_seconds)).start())
+
+
+def start_live(spark: SparkSession, settings: Settings, options: StreamOptions, batch: LiveBatch) -> StreamingQuery:
+    return (kafka_records(spark, settings, options).select("value").writeStream.foreachBatch(batch)
+            .queryName("live").option("checkpointLocation", checkpoint(settings, "live"))
             .trigger(**_trigger(options, options.trigger_seconds)).start())
 
 
@@ -125,18 +144,19 @@ def run(settings: Settings, options: StreamOptions, spark: SparkSession | None =
 
 def _run(settings: Settings, options: StreamOptions, spark: SparkSession | None,
          stop: threading.Event | None, metrics: StreamMetrics | None) -> dict[str, float]:
-    spark = spark or spark_session(settings, app_name="clickrec-stream", **{"spark.scheduler.mode": "FAIR"})
+    spark = spark or spark_session(settings, app_name="clickrec-stream", **{
+        "spark.scheduler.mode": "FAIR", "spark.scheduler.allocation.file": str(FAIR_POOLS)})
     prepare(spark, settings)
     listener = metrics.listener() if metrics else None
     if listener:
         spark.streams.addListener(listener)
-    # Live, ingest posts the Postgres live tables; in catch-up, the gold query does, after ingest.
-    ingest = IngestBatch(settings, live=not options.available_now,
-                         on_batch=metrics.record_ingest if metrics else None)
+    ingest = IngestBatch(settings, on_batch=metrics.record_ingest if metrics else None)
     starters = {
         "ingest": lambda: start_ingest(spark, settings, options, ingest),
-        "gold": lambda: start_gold(spark, settings, options, GoldBatch(settings, live_rows=options.available_now)),
+        "gold": lambda: start_gold(spark, settings, options, GoldBatch(settings, catch_up=options.available_now)),
     }
+    if not options.available_now:  # in catch-up, the gold query posts the live tables
+        starters = {"live": lambda: start_live(spark, settings, options, LiveBatch(settings)), **starters}
     seconds: dict[str, float] = {}
     try:
         if options.available_now:
@@ -174,7 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="clickrec stream", description=__doc__)
     parser.add_argument("--available-now", action="store_true", help="catch up, then stop")
     parser.add_argument("--trigger", type=float, default=settings.stream_trigger_seconds,
-                        help="seconds between micro-batches in continuous mode")
+                        help="seconds between live micro-batches (Kafka → Postgres live tables) in continuous mode")
+    parser.add_argument("--ingest-trigger", type=float, default=settings.stream_ingest_trigger_seconds,
+                        help="seconds between ingest micro-batches (Kafka → silver, bronze) in continuous mode")
     parser.add_argument("--gold-trigger", type=float, default=settings.stream_gold_trigger_seconds,
                         help="seconds between gold micro-batches (Delta MERGEs) in continuous mode")
     parser.add_argument("--max-offsets-per-trigger", type=int, default=settings.stream_max_offsets_per_trigger)
@@ -188,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     if settings.stream_metrics_port:
         metrics.serve(settings.bind_host, settings.stream_metrics_port)
     options = StreamOptions(available_now=args.available_now, trigger_seconds=args.trigger,
-                            gold_trigger_seconds=args.gold_trigger,
+                            ingest_trigger_seconds=args.ingest_trigger, gold_trigger_seconds=args.gold_trigger,
                             max_offsets_per_trigger=args.max_offsets_per_trigger,
                             max_files_per_trigger=args.max_files_per_trigger)
     try:

@@ -6,16 +6,12 @@ every write is a replacement that a replayed batch repeats to the same result. S
 for the touched windows' dates and event-time range, which Delta's file statistics turn into a
 read of the few files that hold them.
 
-Two queries use this:
-- the ingest query (``spark_jobs/ingest.py``), in continuous mode, posts the live tables right
-  after each batch lands in silver (``LiveRows``: the touched windows, each visitor's latest items,
-  the recent events): the latency path;
-- the gold query (``GoldBatch``, over silver as a stream with its own checkpoint and a slower
-  trigger) writes the Delta gold tables with MERGEs, posts the same windows to Postgres, so
-  Postgres converges on silver whatever mode wrote it, and books the running totals
-  (``event_statistics``, increments: once per batch id). In catch-up (available-now) it also posts
-  the latest items and recent events, which the ingest query then leaves out: ingest stays at
-  Kafka → silver speed, and these tables are written once per gold batch rather than per ingest batch.
+The gold query (``GoldBatch``, over silver as a stream with its own checkpoint and a slower trigger)
+writes the Delta gold tables with MERGEs, books the running totals in Postgres (``event_statistics``,
+increments: once per batch id) and posts the windows to Postgres: in continuous mode only those
+older than the live query's span (``spark_jobs/live.py`` keeps the newer ones current within
+seconds), in catch-up (available-now, no live query) all of them, and each visitor's latest items
+and the recent events too.
 """
 
 from __future__ import annotations
@@ -26,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
-import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -37,14 +32,10 @@ from clickrec_platform.lake.tables import (
     GOLD_WINDOWED_STATS,
     SILVER_EVENTS,
 )
-from clickrec_platform.serving.live_tables import (
-    add_event_statistics_once,
-    insert_live_events,
-    replace_windows,
-    upsert_recent_items,
-)
+from clickrec_platform.serving.live_tables import add_event_statistics_once, replace_windows
 from clickrec_platform.settings import Settings
 from spark_jobs.batch import StageTimer, idempotent_dml, in_pool
+from spark_jobs.live import live_events, post_live_events
 
 log = logging.getLogger("clickrec.stream")
 
@@ -141,15 +132,20 @@ class TouchedWindows:
         return (windowed_stats(silver, self.stats_ms),
                 trending_items(silver, self.trending_ms, settings.trending_top_n))
 
-    def post(self, conn: psycopg.Connection, settings: Settings, stats: DataFrame, trending: DataFrame) -> None:
-        """Replace these windows in the Postgres live tables (each table in one transaction)."""
-        def starts(window_ms: list[int]) -> list[datetime]:
-            return [datetime.fromtimestamp(w / 1000, UTC) for w in window_ms]
+    def post(self, conn: psycopg.Connection, settings: Settings, stats: DataFrame, trending: DataFrame,
+             before: datetime | None = None) -> None:
+        """Replace these windows in the Postgres live tables (each table in one transaction); with
+        ``before``, only those that start before it."""
+        def replace(table: str, rows: DataFrame, window_ms: list[int]) -> None:
+            starts = [datetime.fromtimestamp(w / 1000, UTC) for w in window_ms]
+            if before is not None:
+                starts = [start for start in starts if start < before]
+                rows = rows.where(F.col("window_start") < F.lit(before))
+            if starts:
+                replace_windows(conn, table, rows.drop("updated_at").toArrow(), starts, schema=settings.gold_schema)
 
-        replace_windows(conn, "windowed_stats", stats.drop("updated_at").toArrow(), starts(self.stats_ms),
-                        schema=settings.gold_schema)
-        replace_windows(conn, "trending_items", trending.drop("updated_at").toArrow(), starts(self.trending_ms),
-                        schema=settings.gold_schema)
+        replace(table="windowed_stats", rows=stats, window_ms=self.stats_ms)
+        replace(table="trending_items", rows=trending, window_ms=self.trending_ms)
 
 
 def merge_replacing(spark: SparkSession, path: str, rows: DataFrame, keys: list[str], scope: str) -> None:
@@ -179,35 +175,6 @@ def event_increments(new_events: DataFrame) -> DataFrame:
         .withColumn("updated_at", F.current_timestamp()))
 
 
-@dataclass(frozen=True)
-class LiveRows:
-    """What a batch of new silver rows changes in the Postgres live tables that are not windows:
-    each visitor's latest items (``user_recent_items``) and the newest events
-    (``live_clickstream_events``). Both writes are upserts, so posting a batch twice is harmless."""
-
-    recent_items: pa.Table
-    live_events: pa.Table
-
-    @classmethod
-    def of(cls, new_events: DataFrame, settings: Settings) -> LiveRows:
-        recent = (new_events.where(F.col("item_id").isNotNull())
-                  .groupBy("visitor_id", "item_id")
-                  .agg(F.max_by("event", "ts").alias("last_event"), F.max("event_time").alias("last_seen_at")))
-        per_visitor = Window.partitionBy("visitor_id").orderBy(F.desc("last_seen_at"), F.desc("item_id"))
-        recent = (recent.withColumn("_n", F.row_number().over(per_visitor))
-                  .where(F.col("_n") <= settings.recent_items_per_visitor).drop("_n"))
-        live = (new_events.orderBy(F.desc("ts"), F.asc("event_id")).limit(settings.live_events_per_batch)
-                .select("event_id", F.col("event_time").alias("ts"), "visitor_id", "event", "item_id",
-                        "session_id", "source"))
-        return cls(recent.toArrow(), live.toArrow())
-
-    def post(self, conn: psycopg.Connection, settings: Settings) -> None:
-        upsert_recent_items(conn, self.recent_items, keep_per_visitor=settings.recent_items_per_visitor,
-                            schema=settings.gold_schema)
-        insert_live_events(conn, self.live_events, retention=timedelta(minutes=settings.live_events_retention_minutes),
-                           schema=settings.gold_schema)
-
-
 def add_event_statistics(spark: SparkSession, path: str, increments: DataFrame, app_id: str, batch_id: int) -> None:
     from delta.tables import DeltaTable
 
@@ -224,13 +191,15 @@ def add_event_statistics(spark: SparkSession, path: str, increments: DataFrame, 
 class GoldBatch:
     """The ``foreachBatch`` function of the gold query: its micro-batch is the silver rows added.
 
-    ``live_rows``: also post each visitor's latest items and the recent events (catch-up, where
-    the ingest query leaves them out).
+    ``catch_up`` (available-now runs, where no live query runs): post every touched window to
+    Postgres, and each visitor's latest items and the recent events too. Otherwise the live query
+    owns the windows of the last ``live_window_minutes`` and the other live tables, and this posts
+    only the touched windows older than that (late events, replays of old data).
     """
 
-    def __init__(self, settings: Settings, live_rows: bool = False):
+    def __init__(self, settings: Settings, catch_up: bool = False):
         self.settings = settings
-        self.live_rows = live_rows
+        self.catch_up = catch_up
 
     def __call__(self, new_silver_rows: DataFrame, batch_id: int) -> None:
         started, timer = time.perf_counter(), StageTimer()
@@ -246,13 +215,14 @@ class GoldBatch:
             increments = event_increments(rows).persist()
             frames += [stats, trending, increments]
             with timer.stage("live-prepare"):
-                live = LiveRows.of(rows, settings) if self.live_rows else None
+                events = live_events(rows) if self.catch_up else None
             with timer.stage("postgres"), psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
-                touched.post(conn, settings, stats, trending)
+                live_horizon = datetime.now(UTC) - timedelta(minutes=settings.live_window_minutes)
+                touched.post(conn, settings, stats, trending, before=None if self.catch_up else live_horizon)
                 add_event_statistics_once(conn, f"{settings.stream_app_id}:gold:event_statistics", batch_id,
                                           increments.drop("updated_at").toArrow(), schema=settings.gold_schema)
-                if live:
-                    live.post(conn, settings)
+                if events is not None:
+                    post_live_events(conn, settings, events, windows=False)
             with timer.stage("gold-windows"):
                 merge_replacing(spark, GOLD_WINDOWED_STATS.path(settings), stats, ["window_start", "event"],
                                 "window_start")

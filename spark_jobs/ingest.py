@@ -1,13 +1,13 @@
-"""One micro-batch of Kafka records → silver, quarantine, the Postgres live tables, and bronze.
+"""One micro-batch of Kafka records → silver, quarantine and bronze.
 
 The ingest query reads each Kafka record once per micro-batch and writes, in this order:
 1. ``silver.events``: the valid events no earlier batch wrote, one row per ``event_id``;
 2. ``silver.quarantine``: every record that is not a valid event, as received, with the reason;
-3. in continuous mode, the Postgres live tables the API and SQL consumers read (the latency path):
-   the windows the batch touched, recomputed from silver, each visitor's latest items and the
-   recent events (``spark_jobs/gold.py``; in catch-up the gold query posts them);
-4. ``bronze.clickstream_raw``: every record as received, with its Kafka coordinates;
-5. ``ops.stream_batches``: the batch's reconciliation, bronze = silver + quarantined + duplicates.
+3. ``bronze.clickstream_raw``: every record as received, with its Kafka coordinates;
+4. ``ops.stream_batches``: the batch's reconciliation, bronze = silver + quarantined + duplicates.
+
+The Postgres live tables are not on this path: the live query (``spark_jobs/live.py``) keeps them
+current within seconds in continuous mode, the gold query in catch-up.
 
 Exactly once, end to end. Spark replays a batch whose commit it did not record, with the same id
 and the same Kafka offsets, so every write is keyed on that id:
@@ -15,7 +15,6 @@ and the same Kafka offsets, so every write is keyed on that id:
 - the rows new to silver are those whose ``event_id`` no earlier batch wrote, which is the same on
   a replay whether or not this batch's own append had landed (silver rows carry the app id and
   batch id that wrote them);
-- the Postgres live tables are upserts or replacements that a replay repeats to the same result.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-import psycopg
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -39,7 +37,6 @@ from clickrec_platform.lake.tables import (
 )
 from clickrec_platform.settings import Settings
 from spark_jobs.batch import HeldRows, StageTimer, append_once, in_pool
-from spark_jobs.gold import LiveRows, TouchedWindows, stats_window
 
 log = logging.getLogger("clickrec.stream")
 
@@ -59,8 +56,7 @@ def bronze_columns(kafka_records: DataFrame) -> DataFrame:
 
 @dataclass(frozen=True)
 class BatchSummary:
-    """One pass over the parsed batch: row counts, and the dates, event-time range and 5-minute
-    windows of the valid rows."""
+    """One pass over the parsed batch: row counts, and the dates and event-time range of the valid rows."""
 
     records: int
     valid: int
@@ -69,14 +65,12 @@ class BatchSummary:
     event_dates: list
     min_ts: int | None
     max_ts: int | None
-    stats_windows: list[int]
 
     @classmethod
     def of(cls, parsed: DataFrame) -> BatchSummary:
         valid = F.col(REASON).isNull()
         rows = (parsed.groupBy(F.col(REASON).alias("reason"),
-                               F.when(valid, F.to_date(F.timestamp_millis("ts"))).alias("day"),
-                               F.when(valid, stats_window("ts")).alias("w"))
+                               F.when(valid, F.to_date(F.timestamp_millis("ts"))).alias("day"))
                 .agg(F.count("*").alias("n"), F.min("ts").alias("lo"), F.max("ts").alias("hi")).collect())
         ok = [r for r in rows if r.reason is None]
         reasons: dict[str, int] = {}
@@ -86,22 +80,16 @@ class BatchSummary:
         return cls(
             records=sum(r.n for r in rows), valid=sum(r.n for r in ok), quarantined=sum(reasons.values()),
             reasons=reasons, event_dates=sorted({r.day for r in ok}),
-            min_ts=min((r.lo for r in ok), default=None), max_ts=max((r.hi for r in ok), default=None),
-            stats_windows=sorted({r.w for r in ok}))
+            min_ts=min((r.lo for r in ok), default=None), max_ts=max((r.hi for r in ok), default=None))
 
 
 class IngestBatch:
-    """The ``foreachBatch`` function of the ingest query (a callable, so it carries its settings).
+    """The ``foreachBatch`` function of the ingest query (a callable, so it carries its settings)."""
 
-    ``live``: post the Postgres live tables in this batch (the continuous mode's latency path);
-    otherwise (catch-up) the gold query posts them.
-    """
-
-    def __init__(self, settings: Settings, live: bool = True, on_batch=None):
+    def __init__(self, settings: Settings, on_batch=None):
         self.settings = settings
         self.app_id = settings.stream_app_id
         self.silver_path = SILVER_EVENTS.path(settings)
-        self.live = live
         self.on_batch = on_batch  # called with (batch id, BatchSummary, silver rows, seconds)
 
     def __call__(self, records: DataFrame, batch_id: int) -> None:
@@ -132,8 +120,6 @@ class IngestBatch:
                 with timer.stage("quarantine"):
                     append_once(self._quarantined(parsed, batch_id), SILVER_QUARANTINE.path(self.settings),
                                 f"{self.app_id}-quarantine", batch_id)
-            if silver_count and self.live:
-                self._post_live_tables(new_events, summary, timer)
             with timer.stage("bronze"):
                 append_once(records, BRONZE_CLICKSTREAM.path(self.settings), f"{self.app_id}-bronze", batch_id)
 
@@ -167,7 +153,7 @@ class IngestBatch:
         valid = silver_rows(parsed.where(F.col(REASON).isNull()), ingest_app=self.app_id, ingest_batch=batch_id,
                             kafka_partition=F.col("partition"), kafka_offset=F.col("offset"))
         if summary.valid <= SMALL_BATCH:
-            # One file per date for a small batch: the live windows read them back from silver.
+            # One file per date for a small batch: fewer files for the gold query to read back.
             unique = valid.dropDuplicates(["event_id"]).coalesce(1)
         else:
             # Most ids occur once. Hashing them finds the few that may not, so only those rows go
@@ -193,14 +179,3 @@ class IngestBatch:
         if earlier_count <= BROADCAST_EARLIER_IDS:
             earlier = F.broadcast(earlier)
         return unique.join(earlier, "event_id", "left_anti")
-
-    def _post_live_tables(self, new_events: DataFrame, summary: BatchSummary, timer: StageTimer) -> None:
-        settings = self.settings
-        with timer.stage("live-prepare"):
-            touched = TouchedWindows.of_stats_windows(summary.stats_windows)
-            stats, trending = touched.frames(new_events.sparkSession, settings)
-            live = LiveRows.of(new_events, settings)
-        with timer.stage("postgres"), psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
-            # Windows first: a row visible in user_recent_items has its window posted already.
-            touched.post(conn, settings, stats, trending)
-            live.post(conn, settings)

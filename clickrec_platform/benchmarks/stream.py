@@ -4,9 +4,10 @@ Both run the real job against the local stack, on a topic, lake folder, app id a
 of their own, which they remove afterwards.
 - catch-up: N generated events are produced first, then one available-now run ingests them;
   figures are events/s per query (ingest: Kafka → silver and bronze; gold: silver → gold).
-- latency: the job runs continuously while background traffic flows; probe events (fresh
-  visitors, stamped now) are produced one at a time and timed until each one's row is visible in
-  Postgres ``user_recent_items`` (the job commits ``windowed_stats`` before it, in the same batch).
+- latency: the job runs continuously while live background traffic flows (generated events, each
+  stamped with the time it is sent, so the live windows carry it); probe events (fresh visitors, stamped now)
+  are produced one at a time and timed until each one's row is visible in Postgres
+  ``user_recent_items`` (the job commits ``windowed_stats`` in the same transaction).
 """
 
 from __future__ import annotations
@@ -19,18 +20,20 @@ import sys
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 
+import numpy as np
 import psycopg
 from confluent_kafka import Producer
 from psycopg import sql
 
 from clickrec_platform.events.codec import encode, kafka_key
 from clickrec_platform.events.contract import Event
+from clickrec_platform.events.ids import event_ids
+from clickrec_platform.producer.kafka_sink import KafkaEventSink
 from clickrec_platform.producer.pacing import RatePacer
-from clickrec_platform.producer.run import produce_generated
+from clickrec_platform.producer.run import produce_frames, produce_generated
 from clickrec_platform.settings import PROJECT_ROOT, Settings
-from clickrec_platform.sources.generator import GeneratorConfig
+from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 from clickrec_platform.stack.scratch import ISOLATED_FIELDS, scratch_settings
 
 
@@ -38,6 +41,28 @@ def _produce_generated(settings: Settings, events: int, pacer=None, stop: thread
                        seed: int = 17, start=None) -> int:
     config = GeneratorConfig(events=events, seed=seed, **({"start_date": start} if start else {}))
     return produce_generated(settings, config, pacer, progress=False, stop=stop).delivered
+
+
+def _stamped_now(frames, events_per_second: float):
+    """Generated frames re-stamped at ``events_per_second`` from now on (ids recomputed to match), so
+    that paced at that rate each event is sent at its event time: live traffic."""
+    start_ms, sent = time.time() * 1000, 0
+    for frame in frames:
+        frame = frame.copy()
+        ordinal = np.arange(sent, sent + len(frame))
+        frame["ts"] = (start_ms + ordinal * 1000.0 / events_per_second).astype(np.int64)
+        frame["event_id"] = event_ids(frame, source="latency-background", ordinal=ordinal)
+        sent += len(frame)
+        yield frame
+
+
+def _produce_live(settings: Settings, events_per_second: float, stop: threading.Event, delivered: list[int]
+                  ) -> None:
+    sink = KafkaEventSink(settings, settings.kafka_topic,
+                          settings.state_dir / "bench" / f"dead-letter-{settings.stream_app_id}.jsonl")
+    frames = _stamped_now(generate_events(GeneratorConfig(events=10_000_000, seed=17)), events_per_second)
+    summary = produce_frames(frames, sink, RatePacer(events_per_second), progress=False, stop=stop)
+    delivered.append(summary.delivered)
 
 
 def run_catchup_benchmark(settings: Settings, events: int) -> list[str]:
@@ -75,13 +100,14 @@ def run_latency_benchmark(settings: Settings, probes: int, background_rate: floa
                                     str(trigger_s)], cwd=PROJECT_ROOT, env=env, stdout=log_file,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         stop = threading.Event()
-        background = threading.Thread(target=_produce_generated, daemon=True, kwargs=dict(
-            settings=scratch, events=10_000_000, pacer=RatePacer(background_rate), stop=stop,
-            start=datetime.now(UTC).date()))
+        delivered: list[int] = []
+        background = threading.Thread(target=_produce_live, daemon=True,
+                                      args=(scratch, background_rate, stop, delivered))
         latencies: list[float] = []
         timeouts = 0
         try:
             background.start()
+            probing_from = time.perf_counter()
             producer = Producer({"bootstrap.servers": scratch.kafka_bootstrap_servers, "acks": "all",
                                  "enable.idempotence": True, "linger.ms": 0})
             with psycopg.connect(scratch.postgres_dsn(), autocommit=True) as conn:
@@ -101,6 +127,8 @@ def run_latency_benchmark(settings: Settings, probes: int, background_rate: floa
                     time.sleep(0.5)
         finally:
             stop.set()
+            background.join(30)
+            background_s = time.perf_counter() - probing_from
             os.killpg(job.pid, signal.SIGTERM)
             job.wait(60)
     # A probe that timed out counts as slower than every one that arrived.
@@ -109,8 +137,10 @@ def run_latency_benchmark(settings: Settings, probes: int, background_rate: floa
         return [f"no probe became visible within {probe_timeout_s:.0f}s ({timeouts} timed out)"]
     p95 = ranked[max(0, int(round(0.95 * len(ranked))) - 1)]
     return [
-        f"probes: {len(ranked)} with background traffic at {background_rate:,.0f} events/s, trigger {trigger_s}s",
-        f"produce → visible in Postgres gold.user_recent_items (windowed_stats commits before it): "
+        f"probes: {len(ranked)}; live background traffic: {sum(delivered):,} events in {background_s:.0f}s "
+        f"({sum(delivered) / background_s:,.0f} events/s, stamped now; target {background_rate:,.0f}); "
+        f"live trigger {trigger_s}s",
+        f"produce → visible in Postgres gold.user_recent_items (and windowed_stats, same transaction): "
         f"p50 {statistics.median(ranked):.2f}s, p95 "
         + (f"{p95:.2f}s" if p95 != float("inf") else f"> {probe_timeout_s:.0f}s")
         + f", max seen {max(latencies):.2f}s, timed out {timeouts}",

@@ -12,6 +12,9 @@ driver and hands them here with a psycopg connection. Every loader
   ``updated_at`` keeps its value on a replay. Additive increments, which are not idempotent by
   nature, are guarded by ``(sink, batch_id)`` bookkeeping in ``stream_sink_batches``.
 
+``apply_live_events`` is the stream job's latency path: one transaction that records a batch of
+events, merges each visitor's recent items and recomputes the recent windows in Postgres itself.
+
 Timestamps must be timezone-aware (any unit, any zone; stored as ``timestamptz``): a naive
 timestamp is ambiguous and is rejected with ``ValueError``, as are missing columns and nulls in key
 columns, all before anything is written. Call :func:`ensure_live_tables` once before loading.
@@ -22,7 +25,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pyarrow as pa
@@ -85,6 +88,11 @@ _LIVE_EVENTS_COLUMNS = (
     _Column("source", "text", pa.string()),
 )
 
+# A batch for apply_live_events: valid events, so time, visitor and type are always there.
+_LIVE_BATCH_COLUMNS = tuple(
+    _Column(c.name, c.sql_type, c.arrow_type, required=c.name in ("event_id", "ts", "visitor_id", "event"))
+    for c in _LIVE_EVENTS_COLUMNS)
+
 # Tables whose rows belong to a time window and are replaced a window at a time: columns and key.
 _WINDOWED_TABLES: dict[str, tuple[tuple[_Column, ...], tuple[str, ...]]] = {
     "windowed_stats": (_WINDOWED_STATS_COLUMNS, ("window_start", "event")),
@@ -145,6 +153,8 @@ _TABLE_DDL = (
         ON {schema}.live_clickstream_events (ingested_at)""",
     """CREATE INDEX IF NOT EXISTS live_clickstream_events_visitor_ts_idx
         ON {schema}.live_clickstream_events (visitor_id, ts DESC)""",
+    """CREATE INDEX IF NOT EXISTS live_clickstream_events_ts_idx
+        ON {schema}.live_clickstream_events (ts)""",
     """CREATE TABLE IF NOT EXISTS {schema}.stream_sink_batches (
         sink text NOT NULL,
         batch_id bigint NOT NULL,
@@ -204,8 +214,10 @@ _COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "live_clickstream_events": (
-        "Recent clickstream events as parsed by the stream (silver.events), kept for a retention "
-        "period after ingestion; the full history is in the Delta lake.",
+        "Recent clickstream events as parsed by the stream: every valid event whose event time was "
+        "within the live window span when it arrived, once per event_id, kept for a retention period "
+        "after ingestion. The live windowed_stats and trending_items are computed from it; the full "
+        "history is in the Delta lake (silver.events).",
         {
             "event_id": "Deterministic event id (replaying a source yields the same ids).",
             "ts": "Event time.",
@@ -278,25 +290,31 @@ def replace_windows(
     if not starts:
         return 0
 
+    with conn.transaction(), conn.cursor() as cur:
+        _replace_windows_from(cur, table, _stage(cur, data, columns, table), starts, schema)
+    return data.num_rows
+
+
+def _replace_windows_from(cur: psycopg.Cursor, table: str, stage: sql.Identifier, starts: Sequence[datetime],
+                          schema: str) -> None:
+    """Make the windows ``starts`` of ``table`` hold exactly the rows of the staged table ``stage``."""
+    columns, key = _WINDOWED_TABLES[table]
     target = sql.Identifier(schema, table)
     values = [column.name for column in columns if column.name not in key]
-    with conn.transaction(), conn.cursor() as cur:
-        stage = _stage(cur, data, columns, table)
-        cur.execute(
-            sql.SQL("""
-                DELETE FROM {target} AS t
-                WHERE t.window_start = ANY(%(starts)s)
-                  AND NOT EXISTS (SELECT FROM {stage} AS s WHERE {key_match})
-            """).format(
-                target=target,
-                stage=stage,
-                key_match=sql.SQL(" AND ").join(
-                    sql.SQL("s.{0} = t.{0}").format(sql.Identifier(name)) for name in key),
-            ),
-            {"starts": starts},
-        )
-        cur.execute(_upsert_changed_sql(target, stage, [c.name for c in columns], key, values))
-    return data.num_rows
+    cur.execute(
+        sql.SQL("""
+            DELETE FROM {target} AS t
+            WHERE t.window_start = ANY(%(starts)s)
+              AND NOT EXISTS (SELECT FROM {stage} AS s WHERE {key_match})
+        """).format(
+            target=target,
+            stage=stage,
+            key_match=sql.SQL(" AND ").join(
+                sql.SQL("s.{0} = t.{0}").format(sql.Identifier(name)) for name in key),
+        ),
+        {"starts": list(starts)},
+    )
+    cur.execute(_upsert_changed_sql(target, stage, [c.name for c in columns], key, values))
 
 
 def add_event_statistics_once(
@@ -361,37 +379,42 @@ def upsert_recent_items(
     if data.num_rows == 0:
         return 0
     visitors = pc.count_distinct(data.column("visitor_id")).as_py()
-    target = sql.Identifier(schema, "user_recent_items")
     with conn.transaction(), conn.cursor() as cur:
         stage = _stage(cur, data, columns, "user_recent_items")
-        cur.execute(sql.SQL("""
-            INSERT INTO {target} AS t (visitor_id, item_id, last_event, last_seen_at)
-            SELECT DISTINCT ON (visitor_id, item_id) visitor_id, item_id, last_event, last_seen_at
-            FROM {stage}
-            ORDER BY visitor_id, item_id, last_seen_at DESC, coalesce(last_event, '') DESC
-            ON CONFLICT (visitor_id, item_id) DO UPDATE SET
-                last_event = EXCLUDED.last_event,
-                last_seen_at = EXCLUDED.last_seen_at
-            WHERE (EXCLUDED.last_seen_at, coalesce(EXCLUDED.last_event, ''))
-                > (t.last_seen_at, coalesce(t.last_event, ''))
-        """).format(target=target, stage=stage))
-        cur.execute(
-            sql.SQL("""
-                DELETE FROM {target} AS t
-                USING (
-                    SELECT visitor_id, item_id,
-                           row_number() OVER (PARTITION BY visitor_id
-                                              ORDER BY last_seen_at DESC, item_id DESC) AS recency
-                    FROM {target}
-                    WHERE visitor_id IN (SELECT visitor_id FROM {stage})
-                ) AS ranked
-                WHERE ranked.recency > %(keep)s
-                  AND t.visitor_id = ranked.visitor_id
-                  AND t.item_id = ranked.item_id
-            """).format(target=target, stage=stage),
-            {"keep": keep_per_visitor},
-        )
+        _merge_recent_items(cur, sql.SQL("SELECT * FROM {}").format(stage), keep_per_visitor, schema)
     return visitors
+
+
+def _merge_recent_items(cur: psycopg.Cursor, source: sql.Composable, keep_per_visitor: int, schema: str) -> None:
+    """``upsert_recent_items`` from a query with columns visitor_id, item_id, last_event, last_seen_at."""
+    target = sql.Identifier(schema, "user_recent_items")
+    cur.execute(sql.SQL("""
+        INSERT INTO {target} AS t (visitor_id, item_id, last_event, last_seen_at)
+        SELECT DISTINCT ON (visitor_id, item_id) visitor_id, item_id, last_event, last_seen_at
+        FROM ({source}) AS s
+        ORDER BY visitor_id, item_id, last_seen_at DESC, coalesce(last_event, '') DESC
+        ON CONFLICT (visitor_id, item_id) DO UPDATE SET
+            last_event = EXCLUDED.last_event,
+            last_seen_at = EXCLUDED.last_seen_at
+        WHERE (EXCLUDED.last_seen_at, coalesce(EXCLUDED.last_event, ''))
+            > (t.last_seen_at, coalesce(t.last_event, ''))
+    """).format(target=target, source=source))
+    cur.execute(
+        sql.SQL("""
+            DELETE FROM {target} AS t
+            USING (
+                SELECT visitor_id, item_id,
+                       row_number() OVER (PARTITION BY visitor_id
+                                          ORDER BY last_seen_at DESC, item_id DESC) AS recency
+                FROM {target}
+                WHERE visitor_id IN (SELECT visitor_id FROM ({source}) AS s)
+            ) AS ranked
+            WHERE ranked.recency > %(keep)s
+              AND t.visitor_id = ranked.visitor_id
+              AND t.item_id = ranked.item_id
+        """).format(target=target, source=source),
+        {"keep": keep_per_visitor},
+    )
 
 
 def insert_live_events(
@@ -418,6 +441,152 @@ def insert_live_events(
             inserted = cur.rowcount
         cur.execute(sql.SQL("DELETE FROM {} WHERE ingested_at < now() - %s").format(target), (retention,))
     return inserted
+
+
+@dataclass(frozen=True)
+class LiveWindows:
+    """How ``apply_live_events`` recomputes the windows: ``trending_items`` keeps the ``top_n``
+    items per window, scored by ``weights`` per event type (other event types do not count)."""
+
+    top_n: int
+    weights: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class LiveApplied:
+    """What one ``apply_live_events`` call did."""
+
+    inserted: int  # new rows in live_clickstream_events
+    visitors: int  # visitors whose recent items were merged
+    stats_windows: int  # windowed_stats windows recomputed
+    trending_windows: int  # trending_items windows recomputed
+
+
+# Window lengths of the live tables, as the stream job's gold query computes them in Delta.
+STATS_WINDOW = timedelta(minutes=5)
+TRENDING_WINDOW = timedelta(minutes=10)
+TRENDING_SLIDE = timedelta(minutes=5)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def apply_live_events(
+    conn: psycopg.Connection,
+    events: pa.Table,
+    *,
+    horizon: datetime,
+    retention: timedelta,
+    keep_per_visitor: int = 50,
+    windows: LiveWindows | None = None,
+    schema: str = GOLD_SCHEMA,
+) -> LiveApplied:
+    """Apply a batch of valid, parsed events (``live_clickstream_events`` columns) to the live
+    tables, in one transaction; idempotent, like every loader here.
+
+    - ``live_clickstream_events``: the events with an event time from ``horizon`` on that it does
+      not hold yet (by ``event_id``); rows ingested longer ago than ``retention`` are pruned,
+      unless their event time is still at or after the horizon;
+    - ``user_recent_items``: every event with an item, as ``upsert_recent_items`` merges them;
+    - with ``windows``: the ``windowed_stats`` and ``trending_items`` windows the events fall in
+      and that start at or after ``horizon`` are recomputed from ``live_clickstream_events``.
+      Those windows lie wholly after the horizon, so the table holds every event of theirs that
+      any batch applied so far carried, each once: the counts are exact. Earlier windows are the
+      caller's to compute (the stream job's gold query does, from silver).
+    """
+    if keep_per_visitor < 1:
+        raise ValueError(f"apply_live_events: keep_per_visitor must be at least 1, got {keep_per_visitor}")
+    horizon = _require_aware(horizon, "horizon")
+    if retention <= timedelta(0):
+        raise ValueError(f"apply_live_events: retention must be positive, got {retention}")
+    columns = _LIVE_BATCH_COLUMNS
+    data = _arrow_for_copy(events, columns, "live events")
+    live = sql.Identifier(schema, "live_clickstream_events")
+    names = sql.SQL(", ").join(sql.Identifier(column.name) for column in columns)
+    applied = {"inserted": 0, "visitors": 0, "stats_windows": 0, "trending_windows": 0}
+    with conn.transaction(), conn.cursor() as cur:
+        stage = _stage(cur, data, columns, "live_events")
+        cur.execute(sql.SQL("""
+            INSERT INTO {live} ({names}) SELECT {names} FROM {stage} WHERE ts >= %(horizon)s
+            ON CONFLICT (event_id) DO NOTHING
+        """).format(live=live, names=names, stage=stage), {"horizon": horizon})
+        applied["inserted"] = cur.rowcount
+        if windows is not None and data.num_rows:
+            stats, trending = _touched_windows(cur, stage, horizon)
+            _refresh_live_stats(cur, live, stats, schema)
+            _refresh_live_trending(cur, live, trending, windows, schema)
+            applied["stats_windows"], applied["trending_windows"] = len(stats), len(trending)
+        with_items = sql.SQL(
+            "SELECT visitor_id, item_id, event AS last_event, ts AS last_seen_at FROM {} WHERE item_id IS NOT NULL"
+        ).format(stage)
+        _merge_recent_items(cur, with_items, keep_per_visitor, schema)
+        applied["visitors"] = cur.execute(
+            sql.SQL("SELECT count(DISTINCT visitor_id) FROM {} WHERE item_id IS NOT NULL").format(stage)
+        ).fetchone()[0]
+        # Rows a live window may still need stay, however long ago they came (future event times).
+        cur.execute(sql.SQL("DELETE FROM {} WHERE ingested_at < now() - %s AND ts < %s").format(live),
+                    (retention, horizon))
+    return LiveApplied(**applied)
+
+
+def _touched_windows(cur: psycopg.Cursor, stage: sql.Identifier, horizon: datetime
+                     ) -> tuple[list[datetime], list[datetime]]:
+    """The 5-minute windows of the staged events and the 10-minute trending windows (sliding by 5)
+    they fall in, each starting at or after ``horizon``."""
+    rows = cur.execute(
+        sql.SQL("SELECT DISTINCT date_bin(%(length)s, ts, %(epoch)s) FROM {} WHERE ts >= %(horizon)s").format(stage),
+        {"length": STATS_WINDOW, "epoch": _EPOCH, "horizon": horizon}).fetchall()
+    slides = {start for (start,) in rows}
+    stats = sorted(start for start in slides if start >= horizon)
+    # An event belongs to the trending window starting in its slide and to the one a slide earlier.
+    trending = sorted({s for start in slides for s in (start, start - TRENDING_SLIDE) if s >= horizon})
+    return stats, trending
+
+
+def _refresh_live_stats(cur: psycopg.Cursor, live: sql.Identifier, starts: list[datetime], schema: str) -> None:
+    if not starts:
+        return
+    stage = sql.Identifier(f"stage_live_stats_{uuid.uuid4().hex[:12]}")
+    cur.execute(sql.SQL("""
+        CREATE TEMP TABLE {stage} ON COMMIT DROP AS
+        SELECT w AS window_start, w + %(length)s AS window_end, event, count(*)::bigint AS event_count,
+               count(DISTINCT visitor_id)::bigint AS unique_users, count(DISTINCT item_id)::bigint AS unique_items
+        FROM (SELECT date_bin(%(length)s, ts, %(epoch)s) AS w, event, visitor_id, item_id
+              FROM {live} WHERE ts >= %(first)s AND ts < %(end)s) AS e
+        WHERE w = ANY(%(starts)s)
+        GROUP BY w, event
+    """).format(stage=stage, live=live), {
+        "length": STATS_WINDOW, "epoch": _EPOCH, "starts": starts,
+        "first": starts[0], "end": starts[-1] + STATS_WINDOW})
+    _replace_windows_from(cur, "windowed_stats", stage, starts, schema)
+
+
+def _refresh_live_trending(cur: psycopg.Cursor, live: sql.Identifier, starts: list[datetime],
+                           windows: LiveWindows, schema: str) -> None:
+    if not starts:
+        return
+    stage = sql.Identifier(f"stage_live_trending_{uuid.uuid4().hex[:12]}")
+    cur.execute(sql.SQL("""
+        CREATE TEMP TABLE {stage} ON COMMIT DROP AS
+        WITH weighted AS (
+            SELECT w.start AS window_start, e.item_id, weight.value AS weight
+            FROM {live} AS e
+            JOIN unnest(%(events)s::text[], %(weights)s::float8[]) AS weight (event, value) USING (event)
+            CROSS JOIN LATERAL (VALUES (date_bin(%(slide)s, e.ts, %(epoch)s)),
+                                       (date_bin(%(slide)s, e.ts, %(epoch)s) - %(slide)s)) AS w (start)
+            WHERE e.item_id IS NOT NULL AND e.ts >= %(first)s AND e.ts < %(end)s
+        ), scored AS (
+            SELECT window_start, item_id, sum(weight) AS score, count(*)::bigint AS event_count
+            FROM weighted WHERE window_start = ANY(%(starts)s)
+            GROUP BY window_start, item_id
+        )
+        SELECT window_start, window_start + %(length)s AS window_end, item_id, score, event_count, rank::integer
+        FROM (SELECT *, row_number() OVER (PARTITION BY window_start ORDER BY score DESC, item_id) AS rank
+              FROM scored) AS ranked
+        WHERE rank <= %(top_n)s
+    """).format(stage=stage, live=live), {
+        "events": list(windows.weights), "weights": [float(v) for v in windows.weights.values()],
+        "slide": TRENDING_SLIDE, "epoch": _EPOCH, "length": TRENDING_WINDOW, "starts": starts,
+        "first": starts[0], "end": starts[-1] + TRENDING_WINDOW, "top_n": windows.top_n})
+    _replace_windows_from(cur, "trending_items", stage, starts, schema)
 
 
 # Helpers ----------------------------------------------------------------------------------------

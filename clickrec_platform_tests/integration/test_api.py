@@ -1,15 +1,18 @@
 """The recommendation API against the real PostgreSQL, in a scratch schema filled through the real
 publish path and live-table loaders, read as the read-only role.
 
-Real time is tested at the Postgres level: an event is written to ``user_recent_items`` with the
-stream job's own loader and the next answer changes. The Kafka → Spark → Postgres path that feeds
-that table in production is tested by the stream tests (test_stream.py).
+Real time is tested twice: at the Postgres level (an event written to ``user_recent_items`` with
+the stream job's own loader changes the next answer), and end to end, last in this module: an event
+produced to Kafka, through the stream job in continuous mode, changes the answer within 10 seconds.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +21,10 @@ import psycopg
 import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
+from psycopg import sql
 
+from clickrec_platform.events.codec import encode, kafka_key
+from clickrec_platform.events.contract import Event
 from clickrec_platform.serving.api import create_app
 from clickrec_platform.serving.gold_tables import (
     ITEMS,
@@ -32,13 +38,15 @@ from clickrec_platform.serving.live_tables import replace_windows, upsert_recent
 from clickrec_platform.serving.publish import publish
 from clickrec_platform.settings import Settings
 from clickrec_platform.stack.scratch import scratch_settings
+from clickrec_platform_tests.support import produce, stream_process
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TS = pa.timestamp("us", tz="UTC")
 LINEAGE = {"model_name": "als", "model_version": "7", "run_id": "run-7", "generated_at": NOW}
-MODEL_LISTS = {1: list(range(101, 111)), 2: list(range(111, 121)), 4: list(range(101, 111))}
+MODEL_LISTS = {1: list(range(101, 111)), 2: list(range(111, 121)), 4: list(range(101, 111)),
+               5: list(range(111, 121))}
 NEIGHBOURS = {201: list(range(301, 311)), 202: list(range(311, 321))}
 CATEGORY = {**{i: (1, 5) for i in range(101, 121)}, 201: (1, 6), 202: (1, 6),
             **{i: (2, 7) for i in range(301, 321)}, **{i: (1, 5) for i in range(401, 421)}, 999: (3, 8)}
@@ -333,7 +341,7 @@ def test_the_reader_role_cannot_write(api):
 
     with psycopg.connect(reader_dsn(api.settings), autocommit=True) as reader:
         table = f'"{api.settings.gold_schema}".user_recommendations'
-        assert reader.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 30
+        assert reader.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == sum(map(len, MODEL_LISTS.values()))
         for statement in (f"DELETE FROM {table}", f'CREATE TABLE "{api.settings.gold_schema}".x (a int)',
                           f"DROP VIEW {table}"):
             with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction)):
@@ -363,3 +371,43 @@ def test_database_down_is_503_not_a_stack_trace(api):
 def test_missing_tables_are_503_too(api):
     with TestClient(create_app(api.settings.model_copy(update={"gold_schema": "no_such_schema"}))) as client:
         assert "gold tables missing" in _unavailable(client, "/recommendations/1")["detail"]
+
+
+# Real time, end to end (last: the stream job adds live windows to this module's schema) ----------
+
+def _click(visitor: int, item: int) -> tuple[bytes, bytes]:
+    """A view, stamped now, as the producer sends it."""
+    event = Event(event_id=uuid.uuid4().hex, ts=int(time.time() * 1000), visitor_id=visitor, event="view",
+                  item_id=item, session_id=f"s-{visitor}", source="test")
+    return kafka_key(visitor), encode(event)
+
+
+def test_an_event_through_kafka_and_the_stream_job_changes_the_answer_within_10_seconds(api, tmp_path):
+    s, visitor, log_path = api.settings, 5, tmp_path / "stream.log"
+    started = datetime.now(UTC)
+    job = stream_process(s, log_path, "--trigger", "1")
+    try:
+        # Warm-up: Spark starts and the queries set up, until a first event is through.
+        produce(s.kafka_bootstrap_servers, s.kafka_topic, [_click(900_001, 201)])
+        deadline = time.monotonic() + 240
+        while api.get("/recommendations/900001?k=3")["source"] != "session" and time.monotonic() < deadline:
+            assert job.poll() is None, log_path.read_text()[-3000:]
+            time.sleep(0.5)
+        assert api.get("/recommendations/900001?k=3")["source"] == "session", log_path.read_text()[-3000:]
+        assert api.get(f"/recommendations/{visitor}?k=5")["source"] == "model"
+
+        produce(s.kafka_bootstrap_servers, s.kafka_topic, [_click(visitor, 202)])
+        sent = time.monotonic()
+        while (answer := api.get(f"/recommendations/{visitor}?k=5"))["source"] == "model" \
+                and time.monotonic() - sent < 10:
+            time.sleep(0.2)
+        print(f"\nproduced → answer changed in {time.monotonic() - sent:.2f}s")
+
+        assert (answer["source"], answer["based_on_recent_items"]) == ("blended", [202])
+        assert ids(answer)[0] == NEIGHBOURS[202][0] and answer["model_version"] == "7"
+    finally:
+        os.killpg(job.pid, signal.SIGTERM)
+        job.wait(60)
+        for table in ("trending_items", "windowed_stats"):  # the job's, not the fixture's
+            api.conn.execute(sql.SQL("DELETE FROM {} WHERE updated_at >= %s").format(
+                sql.Identifier(s.gold_schema, table)), (started,))

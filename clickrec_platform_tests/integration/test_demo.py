@@ -130,11 +130,11 @@ def test_the_demo_runs_end_to_end_and_leaves_live_traffic_running(demo, capsys):
         time.sleep(1)
     assert later > first, f"no live deliveries in 30s ({first})"
 
-    # The stream job carries them on, into the live tables that /trending and the dashboard read: events
-    # stamped after the demo began (its history ends yesterday) reach the running totals.
+    # The stream job carries them on, into the live tables that the API and the dashboard read: events
+    # stamped after the demo began (its history ends yesterday) reach them.
     def latest_event() -> datetime | None:
         with psycopg.connect(demo.settings.postgres_dsn()) as conn:
-            return conn.execute(sql.SQL("SELECT max(last_event_at) FROM {}.event_statistics").format(schema)
+            return conn.execute(sql.SQL("SELECT max(ts) FROM {}.live_clickstream_events").format(schema)
                                 ).fetchone()[0]
 
     waited = time.monotonic()

@@ -19,8 +19,11 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from clickrec_platform.events.contract import INTERACTION_WEIGHTS
 from clickrec_platform.serving.live_tables import (
+    LiveWindows,
     add_event_statistics_once,
+    apply_live_events,
     ensure_live_tables,
     insert_live_events,
     replace_windows,
@@ -360,6 +363,126 @@ def test_loading_200k_live_events_takes_seconds(gold):
           f"replay (all duplicates) in {replay_s:.2f} s")
     assert (inserted, replayed) == (n, 0)
     assert gold.count("live_clickstream_events") == n
+
+
+# apply_live_events -------------------------------------------------------------------------------
+
+def random_events(rng: np.random.Generator, n: int, first: datetime, minutes: float, prefix: str) -> pa.Table:
+    """``n`` valid events spread over ``minutes`` from ``first``; a few visitors and items, so
+    windows have repeats; searches carry no item."""
+    event = rng.choice(["view", "view", "addtocart", "transaction", "like", "search"], n)
+    return pa.table({
+        "event_id": pa.array([f"{prefix}-{i}" for i in range(n)]),
+        "ts": pa.array([first + timedelta(minutes=float(m)) for m in rng.uniform(0, minutes, n)], TS),
+        "visitor_id": pa.array(rng.integers(1, 40, n), pa.int64()),
+        "event": pa.array(event, pa.string()),
+        "item_id": pa.array([None if e == "search" else int(i) for e, i in zip(event, rng.integers(1, 25, n), strict=True)],
+                            pa.int64()),
+        "session_id": pa.array(["s"] * n),
+        "source": pa.array(["synthetic"] * n),
+    })
+
+
+def expected_windows(events: list[dict], horizon: datetime, top_n: int) -> tuple[set, set]:
+    """windowed_stats and trending_items rows, computed in plain Python, of the windows from ``horizon``."""
+    unique = {e["event_id"]: e for e in events}.values()
+    stats: dict = {}
+    scores: dict = {}
+    for e in unique:
+        ts = e["ts"]
+        slide = ts - timedelta(minutes=ts.minute % 5, seconds=ts.second, microseconds=ts.microsecond)
+        if slide >= horizon:
+            counts = stats.setdefault((slide, e["event"]), [0, set(), set()])
+            counts[0] += 1
+            counts[1].add(e["visitor_id"])
+            if e["item_id"] is not None:
+                counts[2].add(e["item_id"])
+        if e["item_id"] is not None and e["event"] in INTERACTION_WEIGHTS:
+            for start in (slide, slide - timedelta(minutes=5)):
+                if start >= horizon:
+                    key = (start, e["item_id"])
+                    score, count = scores.get(key, (0.0, 0))
+                    scores[key] = (score + INTERACTION_WEIGHTS[e["event"]], count + 1)
+    windows = {(w, ev, c[0], len(c[1]), len(c[2])) for (w, ev), c in stats.items()}
+    top = set()
+    for start in {w for w, _ in scores}:
+        ranked = sorted(((-s, item, n) for (w, item), (s, n) in scores.items() if w == start))[:top_n]
+        top |= {(start, item, -s, n, rank) for rank, (s, item, n) in enumerate(ranked, 1)}
+    return windows, top
+
+
+def test_live_events_give_exact_windows_from_the_horizon_on_across_batches(gold):
+    rng = np.random.default_rng(3)
+    horizon = at(60)
+    # Batches straddle the horizon and overlap one another's windows; the third repeats events.
+    first = random_events(rng, 400, at(50), 25, "a")
+    second = random_events(rng, 300, at(62), 20, "b")
+    third = pa.concat_tables([random_events(rng, 200, at(70), 14, "c"), first.slice(0, 50), second.slice(0, 80)])
+    windows = LiveWindows(top_n=5, weights=INTERACTION_WEIGHTS)
+
+    applied = [apply_live_events(gold.conn, batch, horizon=horizon, retention=timedelta(hours=1),
+                                 keep_per_visitor=3, windows=windows, schema=gold.schema)
+               for batch in (first, second, third)]
+
+    everything = first.to_pylist() + second.to_pylist() + third.to_pylist()
+    stats, top = expected_windows(everything, horizon, top_n=5)
+    assert {(r["window_start"], r["event"], r["event_count"], r["unique_users"], r["unique_items"])
+            for r in gold.rows("windowed_stats")} == stats
+    assert {(r["window_start"], r["item_id"], r["score"], r["event_count"], r["rank"])
+            for r in gold.rows("trending_items")} == top
+    assert min(w for w, *_ in stats) == horizon  # windows before it are not the live path's
+    # Each event from the horizon on is kept once; earlier ones are not.
+    kept = {e["event_id"] for e in everything if e["ts"] >= horizon}
+    assert {r["event_id"] for r in gold.rows("live_clickstream_events")} == kept
+    assert sum(a.inserted for a in applied) == len(kept) and applied[2].inserted == 200 - sum(
+        1 for e in third.slice(0, 200).to_pylist() if e["ts"] < horizon)
+    # Recent items: every event with an item counts, before the horizon too; 3 per visitor.
+    latest: dict = {}
+    for e in everything:
+        if e["item_id"] is not None:
+            key = (e["visitor_id"], e["item_id"])
+            latest[key] = max(latest.get(key, (e["ts"], e["event"])), (e["ts"], e["event"]))
+    per_visitor: dict = {}
+    for (visitor, item), (ts, _event) in latest.items():
+        per_visitor.setdefault(visitor, []).append((ts, item))
+    expected_recent = {(v, item) for v, seen in per_visitor.items() for _ts, item in sorted(seen)[-3:]}
+    assert {(r["visitor_id"], r["item_id"]) for r in gold.rows("user_recent_items")} == expected_recent
+
+
+def test_replaying_a_live_batch_changes_nothing_and_bad_input_writes_nothing(gold):
+    batch = random_events(np.random.default_rng(5), 300, at(0), 12, "r")
+    windows = LiveWindows(top_n=10, weights=INTERACTION_WEIGHTS)
+
+    def apply(events: pa.Table):
+        return apply_live_events(gold.conn, events, horizon=at(-30), retention=timedelta(hours=1),
+                                 windows=windows, schema=gold.schema)
+
+    first_applied = apply(batch)
+    first = gold.snapshot()
+    assert first_applied.inserted == 300 and first_applied.stats_windows == 3 and first_applied.trending_windows == 4
+    assert apply(batch).inserted == 0
+    assert gold.snapshot() == first  # updated_at and ingested_at included
+
+    with pytest.raises(ValueError, match="visitor_id"):
+        apply(live_events(["x1", "x2"], visitor_id=[1, None]))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        apply_live_events(gold.conn, batch, horizon=datetime(2015, 6, 1), retention=timedelta(hours=1),
+                          schema=gold.schema)
+    assert gold.snapshot() == first
+
+
+def test_live_events_that_a_live_window_needs_outlive_the_retention(gold):
+    batch = live_events(["old", "future"], ts=[at(0), at(120)])
+    apply_live_events(gold.conn, batch, horizon=at(-10), retention=timedelta(hours=1), schema=gold.schema)
+    gold.conn.execute(sql.SQL("UPDATE {} SET ingested_at = now() - interval '2 hours'")
+                      .format(sql.Identifier(gold.schema, "live_clickstream_events")))
+
+    apply_live_events(gold.conn, live_events(["next"], ts=[at(90)]), horizon=at(60), retention=timedelta(hours=1),
+                      schema=gold.schema)
+
+    # "old" is past the retention and before the horizon; "future" is past the retention but a
+    # window from the horizon on still counts it.
+    assert [r["event_id"] for r in gold.rows("live_clickstream_events")] == ["future", "next"]
 
 
 # Readers see a batch whole or not at all ---------------------------------------------------------

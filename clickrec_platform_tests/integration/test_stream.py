@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -15,7 +13,7 @@ import pytest
 from psycopg import sql
 
 from clickrec_platform.events.codec import InvalidEvent, decode, encode, kafka_key
-from clickrec_platform.events.contract import frame_to_events
+from clickrec_platform.events.contract import Event, frame_to_events
 from clickrec_platform.lake.duck import connect
 from clickrec_platform.lake.tables import (
     BRONZE_CLICKSTREAM,
@@ -27,8 +25,8 @@ from clickrec_platform.lake.tables import (
 )
 from clickrec_platform.settings import PROJECT_ROOT
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events
-from clickrec_platform.stack.scratch import ISOLATED_FIELDS, scratch_settings
-from clickrec_platform_tests.support import free_port, metric_samples, produce
+from clickrec_platform.stack.scratch import scratch_settings
+from clickrec_platform_tests.support import free_port, metric_samples, produce, stream_process
 from clickrec_platform_tests.webhook import webhook_receiver
 from spark_jobs.clickstream_stream import StreamOptions, run
 
@@ -157,22 +155,14 @@ def test_gold_windows_equal_an_independent_duckdb_computation(stream_settings, s
     assert recomputed[0] == score
 
 
-def _stream_process(settings, log_path, *args: str, metrics_port: int | None = None, **environment: str
-                    ) -> subprocess.Popen:
-    env = {**os.environ, **settings.as_environment(*ISOLATED_FIELDS), "CLICKREC_SPARK_DRIVER_MEMORY": "1g",
-           "CLICKREC_STREAM_METRICS_PORT": str(metrics_port or free_port()), **environment}
-    with open(log_path, "ab") as log:  # a file, not a pipe: an unread pipe fills up and stalls the job
-        return subprocess.Popen([sys.executable, "-m", "spark_jobs.clickstream_stream", *args], cwd=PROJECT_ROOT,
-                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
 def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(stream_settings, tmp_path):
     records, valid_ids, _reasons = message_mix(60_000, seed=9)
     produce(stream_settings.kafka_bootstrap_servers, stream_settings.kafka_topic, records)
     s = stream_settings
 
     log_path = tmp_path / "stream.log"
-    job = _stream_process(s, log_path, "--trigger", "0.5", "--max-offsets-per-trigger", "5000")
+    job = stream_process(s, log_path, "--trigger", "0.5", "--ingest-trigger", "0.5", "--max-offsets-per-trigger",
+                          "5000")
     deadline = time.monotonic() + 240
     batches = 0
     while time.monotonic() < deadline and job.poll() is None:
@@ -190,7 +180,7 @@ def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(stream_sett
     silver_at_kill = delta_rows(SILVER_EVENTS.path(s), "SELECT count(*) FROM t")[0][0]
     assert silver_at_kill < len(valid_ids)  # it really was stopped midway
 
-    restart = _stream_process(s, log_path, "--available-now")
+    restart = stream_process(s, log_path, "--available-now")
     assert restart.wait(timeout=600) == 0, log_path.read_text()[-3000:]
 
     (count, distinct), = delta_rows(SILVER_EVENTS.path(s), "SELECT count(*), count(DISTINCT event_id) FROM t")
@@ -206,8 +196,16 @@ def test_replaying_a_batch_changes_nothing(stream_settings, spark):
     from spark_jobs.clickstream_stream import prepare
     from spark_jobs.gold import GoldBatch
     from spark_jobs.ingest import IngestBatch
+    from spark_jobs.live import LiveBatch
 
     records, valid_ids, _reasons = message_mix(1_000, seed=13)
+    # And events of the last minutes, which the live path keeps (the mix is from 2015).
+    now_ms = int(time.time() * 1000)
+    fresh = [Event(event_id=f"fresh-{i}", ts=now_ms - i * 9_000, visitor_id=1 + i % 7,
+                   event=("view", "addtocart")[i % 2], item_id=100 + i % 11, session_id="s", source="test")
+             for i in range(60)]
+    records += [(kafka_key(e.visitor_id), encode(e)) for e in fresh]
+    valid_ids += [e.event_id for e in fresh]
     s = stream_settings
     prepare(spark, s)
     batch = spark.createDataFrame(
@@ -215,7 +213,7 @@ def test_replaying_a_batch_changes_nothing(stream_settings, spark):
         "key binary, value binary, topic string, partition int, offset bigint",
     ).selectExpr("*", "current_timestamp() AS kafka_timestamp", "0 AS kafka_timestamp_type",
                  "current_timestamp() AS ingested_at", "current_date() AS ingest_date")
-    ingest = IngestBatch(s, live=True)
+    ingest = IngestBatch(s)
 
     def snapshot():
         return {
@@ -233,18 +231,26 @@ def test_replaying_a_batch_changes_nothing(stream_settings, spark):
             "delta_totals": sorted(delta_rows(GOLD_EVENT_STATISTICS.path(s), "SELECT event, event_count FROM t")),
         }
 
-    gold = GoldBatch(s)
+    gold, live = GoldBatch(s, catch_up=True), LiveBatch(s)
+    recent_windows = ("SELECT window_start, event, event_count, unique_users, unique_items FROM {schema}.windowed_stats "
+                      "WHERE window_start >= now() - interval '1 hour'")
 
-    def process_batch_7():
+    def process_batch_7() -> list[tuple]:
+        live(batch.select("value"), 7)
+        from_live_path = sorted(pg_rows(s, recent_windows))
         ingest(batch, 7)
         silver_rows = spark.read.format("delta").load(SILVER_EVENTS.path(s)).where("ingest_batch = 7")
         gold(silver_rows, 7)
+        return from_live_path
 
-    process_batch_7()
+    from_live_path = process_batch_7()
     first = snapshot()
     assert first["silver"] == [(len(valid_ids), len(valid_ids))]
     assert first["bronze"] == [(len(records),)]
-    assert first["totals"] and first["windows"] and first["recent"] and first["live"]
+    assert first["totals"] and first["windows"] and first["recent"]
+    assert first["live"] == sorted((e.event_id,) for e in fresh)
+    # The live path's windows (from Postgres) are what gold then computes from silver.
+    assert len(from_live_path) >= 2 and sorted(pg_rows(s, recent_windows)) == from_live_path
     process_batch_7()  # Spark replays a batch whose commit it did not record
     assert snapshot() == first
 
@@ -261,8 +267,8 @@ def test_metrics_after_traffic_and_an_alert_when_the_job_fails(stream_settings, 
         return metric_samples(url).get((name, tuple(sorted(labels.items()))), 0.0)
 
     with webhook_receiver() as (hook_url, received):
-        job = _stream_process(s, log_path, "--trigger", "1", "--gold-trigger", "5", "--max-offsets-per-trigger",
-                              "1500", metrics_port=port, CLICKREC_ALERT_WEBHOOK_URL=hook_url)
+        job = stream_process(s, log_path, "--trigger", "1", "--ingest-trigger", "1", "--gold-trigger", "5",
+                              "--max-offsets-per-trigger", "1500", metrics_port=port, CLICKREC_ALERT_WEBHOOK_URL=hook_url)
         try:
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline and job.poll() is None:
