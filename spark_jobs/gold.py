@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import psycopg
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -35,7 +35,7 @@ from clickrec_platform.lake.tables import (
 from clickrec_platform.serving.live_tables import add_event_statistics_once, replace_windows
 from clickrec_platform.settings import Settings
 from spark_jobs.batch import StageTimer, idempotent_dml, in_pool
-from spark_jobs.live import live_events, post_live_events
+from spark_jobs.live import latest_items, live_events, live_horizon, post_live_events
 
 log = logging.getLogger("clickrec.stream")
 
@@ -214,15 +214,17 @@ class GoldBatch:
             stats, trending = (frame.persist() for frame in touched.frames(spark, settings))
             increments = event_increments(rows).persist()
             frames += [stats, trending, increments]
+            horizon = live_horizon(settings)
             with timer.stage("live-prepare"):
-                events = live_events(rows) if self.catch_up else None
+                if self.catch_up:  # only events of the live span go to live_clickstream_events
+                    events = live_events(rows.where(F.col("ts") >= int(horizon.timestamp() * 1000)))
+                    recent = latest_items(rows, settings.recent_items_per_visitor).toArrow()
             with timer.stage("postgres"), psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
-                live_horizon = datetime.now(UTC) - timedelta(minutes=settings.live_window_minutes)
-                touched.post(conn, settings, stats, trending, before=None if self.catch_up else live_horizon)
+                touched.post(conn, settings, stats, trending, before=None if self.catch_up else horizon)
                 add_event_statistics_once(conn, f"{settings.stream_app_id}:gold:event_statistics", batch_id,
                                           increments.drop("updated_at").toArrow(), schema=settings.gold_schema)
-                if events is not None:
-                    post_live_events(conn, settings, events, windows=False)
+                if self.catch_up:
+                    post_live_events(conn, settings, events, windows=False, recent_items=recent)
             with timer.stage("gold-windows"):
                 merge_replacing(spark, GOLD_WINDOWED_STATS.path(settings), stats, ["window_start", "event"],
                                 "window_start")

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pyarrow as pa
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from clickrec_platform.events.contract import INTERACTION_WEIGHTS
@@ -43,15 +43,32 @@ def live_events(rows: DataFrame) -> pa.Table:
                        ).toArrow()
 
 
-def post_live_events(conn: psycopg.Connection, settings: Settings, events: pa.Table, *, windows: bool
-                     ) -> LiveApplied:
-    """``apply_live_events`` with the job's settings; the horizon is now − the live window span."""
+def latest_items(rows: DataFrame, keep_per_visitor: int) -> DataFrame:
+    """Each visitor's latest interaction per item (``user_recent_items``' columns), their
+    ``keep_per_visitor`` newest items only: what a large batch changes there, made small in Spark."""
+    # The latest (time, event): on a tie in time the greater event, as the Postgres merge decides.
+    recent = (rows.where(F.col("item_id").isNotNull()).groupBy("visitor_id", "item_id")
+              .agg(F.max(F.struct("ts", "event")).alias("_last")))
+    per_visitor = Window.partitionBy("visitor_id").orderBy(F.desc("_last.ts"), F.desc("item_id"))
+    return (recent.withColumn("_n", F.row_number().over(per_visitor)).where(F.col("_n") <= keep_per_visitor)
+            .select("visitor_id", "item_id", F.col("_last.event").alias("last_event"),
+                    F.timestamp_millis("_last.ts").alias("last_seen_at")))
+
+
+def live_horizon(settings: Settings) -> datetime:
+    """Where the live query's span of event time begins now."""
+    return datetime.now(UTC) - timedelta(minutes=settings.live_window_minutes)
+
+
+def post_live_events(conn: psycopg.Connection, settings: Settings, events: pa.Table, *, windows: bool,
+                     recent_items: pa.Table | None = None) -> LiveApplied:
+    """``apply_live_events`` with the job's settings, from the current ``live_horizon``."""
     return apply_live_events(
-        conn, events, horizon=datetime.now(UTC) - timedelta(minutes=settings.live_window_minutes),
+        conn, events, horizon=live_horizon(settings),
         retention=timedelta(minutes=settings.live_events_retention_minutes),
         keep_per_visitor=settings.recent_items_per_visitor,
         windows=LiveWindows(settings.trending_top_n, INTERACTION_WEIGHTS) if windows else None,
-        schema=settings.gold_schema)
+        recent_items=recent_items, schema=settings.gold_schema)
 
 
 class LiveBatch:

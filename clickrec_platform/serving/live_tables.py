@@ -477,6 +477,7 @@ def apply_live_events(
     retention: timedelta,
     keep_per_visitor: int = 50,
     windows: LiveWindows | None = None,
+    recent_items: pa.Table | None = None,
     schema: str = GOLD_SCHEMA,
 ) -> LiveApplied:
     """Apply a batch of valid, parsed events (``live_clickstream_events`` columns) to the live
@@ -485,7 +486,9 @@ def apply_live_events(
     - ``live_clickstream_events``: the events with an event time from ``horizon`` on that it does
       not hold yet (by ``event_id``); rows ingested longer ago than ``retention`` are pruned,
       unless their event time is still at or after the horizon;
-    - ``user_recent_items``: every event with an item, as ``upsert_recent_items`` merges them;
+    - ``user_recent_items``: every event with an item, as ``upsert_recent_items`` merges them (or,
+      when given, ``recent_items``: the batch's latest item per visitor and item already, in
+      ``upsert_recent_items``' columns, which keeps a large catch-up batch small);
     - with ``windows``: the ``windowed_stats`` and ``trending_items`` windows the events fall in
       and that start at or after ``horizon`` are recomputed from ``live_clickstream_events``.
       Those windows lie wholly after the horizon, so the table holds every event of theirs that
@@ -499,6 +502,8 @@ def apply_live_events(
         raise ValueError(f"apply_live_events: retention must be positive, got {retention}")
     columns = _LIVE_BATCH_COLUMNS
     data = _arrow_for_copy(events, columns, "live events")
+    if recent_items is not None:
+        recent_data = _arrow_for_copy(recent_items, _RECENT_ITEMS_COLUMNS, "user_recent_items")
     live = sql.Identifier(schema, "live_clickstream_events")
     names = sql.SQL(", ").join(sql.Identifier(column.name) for column in columns)
     applied = {"inserted": 0, "visitors": 0, "stats_windows": 0, "trending_windows": 0}
@@ -514,13 +519,15 @@ def apply_live_events(
             _refresh_live_stats(cur, live, stats, schema)
             _refresh_live_trending(cur, live, trending, windows, schema)
             applied["stats_windows"], applied["trending_windows"] = len(stats), len(trending)
-        with_items = sql.SQL(
-            "SELECT visitor_id, item_id, event AS last_event, ts AS last_seen_at FROM {} WHERE item_id IS NOT NULL"
-        ).format(stage)
-        _merge_recent_items(cur, with_items, keep_per_visitor, schema)
+        if recent_items is None:
+            recent = sql.SQL("SELECT visitor_id, item_id, event AS last_event, ts AS last_seen_at FROM {} "
+                             "WHERE item_id IS NOT NULL").format(stage)
+        else:
+            recent = sql.SQL("SELECT * FROM {}").format(_stage(cur, recent_data, _RECENT_ITEMS_COLUMNS,
+                                                              "user_recent_items"))
+        _merge_recent_items(cur, recent, keep_per_visitor, schema)
         applied["visitors"] = cur.execute(
-            sql.SQL("SELECT count(DISTINCT visitor_id) FROM {} WHERE item_id IS NOT NULL").format(stage)
-        ).fetchone()[0]
+            sql.SQL("SELECT count(DISTINCT visitor_id) FROM ({}) AS s").format(recent)).fetchone()[0]
         # Rows a live window may still need stay, however long ago they came (future event times).
         cur.execute(sql.SQL("DELETE FROM {} WHERE ingested_at < now() - %s AND ts < %s").format(live),
                     (retention, horizon))

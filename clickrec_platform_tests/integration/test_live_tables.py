@@ -471,6 +471,30 @@ def test_replaying_a_live_batch_changes_nothing_and_bad_input_writes_nothing(gol
     assert gold.snapshot() == first
 
 
+def test_latest_items_given_by_the_caller_are_merged_like_the_events_themselves(gold):
+    events = random_events(np.random.default_rng(8), 500, at(0), 30, "m")
+    apply_live_events(gold.conn, events, horizon=at(-60), retention=timedelta(hours=1), keep_per_visitor=4,
+                      schema=gold.schema)
+    from_events = gold.rows("user_recent_items")
+    gold.conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(gold.schema, "user_recent_items")))
+
+    # The caller's summary (as the stream job's catch-up makes it in Spark): latest per visitor and item.
+    latest: dict = {}
+    for e in events.to_pylist():
+        if e["item_id"] is not None:
+            key = (e["visitor_id"], e["item_id"])
+            latest[key] = max(latest.get(key, (e["ts"], e["event"])), (e["ts"], e["event"]))
+    summary = pa.table({"visitor_id": pa.array([v for v, _ in latest], pa.int64()),
+                        "item_id": pa.array([i for _, i in latest], pa.int64()),
+                        "last_event": [event for _ts, event in latest.values()],
+                        "last_seen_at": pa.array([ts for ts, _event in latest.values()], TS)})
+    applied = apply_live_events(gold.conn, events.slice(0, 0), horizon=at(-60), retention=timedelta(hours=1),
+                                keep_per_visitor=4, recent_items=summary, schema=gold.schema)
+
+    assert applied.visitors == len({v for v, _ in latest}) and applied.inserted == 0
+    assert gold.rows("user_recent_items") == from_events
+
+
 def test_live_events_that_a_live_window_needs_outlive_the_retention(gold):
     batch = live_events(["old", "future"], ts=[at(0), at(120)])
     apply_live_events(gold.conn, batch, horizon=at(-10), retention=timedelta(hours=1), schema=gold.schema)
