@@ -28,14 +28,16 @@ from pyspark.sql import functions as F
 
 from clickrec_platform.events.contract import INTERACTION_WEIGHTS
 from clickrec_platform.events.spark_parse import REASON, parse_events
-from clickrec_platform.serving.live_tables import LiveApplied, LiveWindows, apply_live_events
+from clickrec_platform.serving.live_tables import (
+    LIVE_EVENT_COLUMNS,
+    LiveApplied,
+    LiveWindows,
+    apply_live_events,
+)
 from clickrec_platform.settings import Settings
 from spark_jobs.batch import StageTimer, in_pool
 
 log = logging.getLogger("clickrec.stream")
-
-LIVE_EVENT_COLUMNS = ("event_id", "ts", "visitor_id", "event", "item_id", "session_id", "source")
-
 
 def live_events(rows: DataFrame) -> pa.Table:
     """Valid events (parsed or silver rows, ``ts`` in epoch ms) as ``apply_live_events`` takes them."""
@@ -87,6 +89,7 @@ class LiveBatch:
             return
         with timer.stage("postgres"), psycopg.connect(self.settings.postgres_dsn(), connect_timeout=10) as conn:
             applied = post_live_events(conn, self.settings, events, windows=True)
-        log.info("live batch %d: %d events, %d new recent, %d visitors, %d + %d windows (%.2fs: %s)", batch_id,
+        log.info("live batch %d: %d events, %d new in live_clickstream_events, %d visitors, %d + %d windows "
+                 "(%.2fs: %s)", batch_id,
                  events.num_rows, applied.inserted, applied.visitors, applied.stats_windows,
                  applied.trending_windows, time.perf_counter() - started, timer.summary())

@@ -88,6 +88,8 @@ _LIVE_EVENTS_COLUMNS = (
     _Column("source", "text", pa.string()),
 )
 
+LIVE_EVENT_COLUMNS = tuple(column.name for column in _LIVE_EVENTS_COLUMNS)  # what apply_live_events takes
+
 # A batch for apply_live_events: valid events, so time, visitor and type are always there.
 _LIVE_BATCH_COLUMNS = tuple(
     _Column(c.name, c.sql_type, c.arrow_type, required=c.name in ("event_id", "ts", "visitor_id", "event"))
