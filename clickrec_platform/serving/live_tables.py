@@ -419,32 +419,6 @@ def _merge_recent_items(cur: psycopg.Cursor, source: sql.Composable, keep_per_vi
     )
 
 
-def insert_live_events(
-    conn: psycopg.Connection,
-    rows: pa.Table,
-    retention: timedelta,
-    schema: str = GOLD_SCHEMA,
-) -> int:
-    """Insert events not seen before (by ``event_id``), prune those ingested longer ago than
-    ``retention``; return the number of rows newly inserted."""
-    if retention <= timedelta(0):
-        raise ValueError(f"insert_live_events: retention must be positive, got {retention}")
-    columns = _LIVE_EVENTS_COLUMNS
-    data = _arrow_for_copy(rows, columns, "live_clickstream_events")
-    target = sql.Identifier(schema, "live_clickstream_events")
-    names = sql.SQL(", ").join(sql.Identifier(column.name) for column in columns)
-    inserted = 0
-    with conn.transaction(), conn.cursor() as cur:
-        if data.num_rows:
-            stage = _stage(cur, data, columns, "live_clickstream_events")
-            cur.execute(sql.SQL(
-                "INSERT INTO {target} ({names}) SELECT {names} FROM {stage} ON CONFLICT (event_id) DO NOTHING"
-            ).format(target=target, names=names, stage=stage))
-            inserted = cur.rowcount
-        cur.execute(sql.SQL("DELETE FROM {} WHERE ingested_at < now() - %s").format(target), (retention,))
-    return inserted
-
-
 @dataclass(frozen=True)
 class LiveWindows:
     """How ``apply_live_events`` recomputes the windows: ``trending_items`` keeps the ``top_n``

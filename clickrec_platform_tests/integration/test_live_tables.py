@@ -25,7 +25,6 @@ from clickrec_platform.serving.live_tables import (
     add_event_statistics_once,
     apply_live_events,
     ensure_live_tables,
-    insert_live_events,
     replace_windows,
     upsert_recent_items,
 )
@@ -151,7 +150,8 @@ def live_events(event_ids: list[str], **overrides: list) -> pa.Table:
 # DDL ---------------------------------------------------------------------------------------------
 
 def test_ensure_live_tables_is_idempotent_and_keeps_data_comments_and_indexes(gold):
-    insert_live_events(gold.conn, live_events(["e1"]), timedelta(hours=1), schema=gold.schema)
+    apply_live_events(gold.conn, live_events(["e1"]), horizon=at(-10), retention=timedelta(hours=1),
+                      schema=gold.schema)
 
     ensure_live_tables(gold.conn, gold.schema)
     ensure_live_tables(gold.conn, gold.schema)
@@ -173,6 +173,7 @@ def test_ensure_live_tables_is_idempotent_and_keeps_data_comments_and_indexes(go
     assert "(visitor_id, last_seen_at DESC)" in indexes["user_recent_items_visitor_recency_idx"]
     assert "(ingested_at)" in indexes["live_clickstream_events_ingested_at_idx"]
     assert "(visitor_id, ts DESC)" in indexes["live_clickstream_events_visitor_ts_idx"]
+    assert "(ts)" in indexes["live_clickstream_events_ts_idx"]
 
 
 # replace_windows ---------------------------------------------------------------------------------
@@ -319,14 +320,18 @@ def test_recent_items_are_trimmed_only_for_the_visitors_touched(gold):
     assert items == {1: {100, 101, 102, 103, 104, 105}, 2: {999, 105, 104}, 3: {4, 3, 2}}
 
 
-# insert_live_events ------------------------------------------------------------------------------
+# live_clickstream_events -------------------------------------------------------------------------
 
 def test_live_events_skip_duplicates_and_are_pruned_after_the_retention(gold):
     tricky = 'a,"b"\nc'
     batch = live_events(["e1", "e2", "e2", "e3"], item_id=[1, 2, 2, None], session_id=[tricky, "", "", None])
 
-    assert insert_live_events(gold.conn, batch, timedelta(hours=1), schema=gold.schema) == 3
-    assert insert_live_events(gold.conn, batch, timedelta(hours=1), schema=gold.schema) == 0
+    def insert(events: pa.Table, horizon: datetime) -> int:
+        return apply_live_events(gold.conn, events, horizon=horizon, retention=timedelta(hours=1),
+                                 schema=gold.schema).inserted
+
+    assert insert(batch, at(-10)) == 3
+    assert insert(batch, at(-10)) == 0
     rows = {r["event_id"]: r for r in gold.rows("live_clickstream_events")}
     assert sorted(rows) == ["e1", "e2", "e3"]
     assert (rows["e1"]["session_id"], rows["e2"]["session_id"], rows["e3"]["session_id"]) == (tricky, "", None)
@@ -334,7 +339,7 @@ def test_live_events_skip_duplicates_and_are_pruned_after_the_retention(gold):
 
     gold.conn.execute(sql.SQL("UPDATE {} SET ingested_at = now() - interval '2 hours' WHERE event_id = 'e1'")
                       .format(sql.Identifier(gold.schema, "live_clickstream_events")))
-    assert insert_live_events(gold.conn, live_events(["e4"]), timedelta(hours=1), schema=gold.schema) == 1
+    assert insert(live_events(["e4"], ts=[at(5)]), horizon=at(1)) == 1
 
     assert [r["event_id"] for r in gold.rows("live_clickstream_events")] == ["e2", "e3", "e4"]
 
@@ -352,14 +357,21 @@ def test_loading_200k_live_events_takes_seconds(gold):
         "source": pa.array(["synthetic"] * n),
     })
 
+    def apply():
+        return apply_live_events(gold.conn, batch, horizon=datetime.fromtimestamp(1_433_160_000, UTC),
+                                 retention=timedelta(hours=1), windows=LiveWindows(50, INTERACTION_WEIGHTS),
+                                 schema=gold.schema)
+
     started = time.perf_counter()
-    inserted = insert_live_events(gold.conn, batch, timedelta(hours=1), schema=gold.schema)
+    first = apply()
     first_s = time.perf_counter() - started
     started = time.perf_counter()
-    replayed = insert_live_events(gold.conn, batch, timedelta(hours=1), schema=gold.schema)
+    replayed = apply().inserted
     replay_s = time.perf_counter() - started
+    inserted = first.inserted
 
-    print(f"\ninsert_live_events: {n:,} rows in {first_s:.2f} s ({n / first_s:,.0f} rows/s); "
+    print(f"\napply_live_events: {n:,} events, {first.stats_windows} + {first.trending_windows} windows, "
+          f"{first.visitors:,} visitors in {first_s:.2f} s ({n / first_s:,.0f} events/s); "
           f"replay (all duplicates) in {replay_s:.2f} s")
     assert (inserted, replayed) == (n, 0)
     assert gold.count("live_clickstream_events") == n
@@ -572,7 +584,8 @@ def test_replaying_every_loader_leaves_every_table_identical(gold):
             replace_windows(gold.conn, "trending_items", top, [at(0)], schema=gold.schema),
             add_event_statistics_once(gold.conn, "stats", 3, increments(("view", 10, 0, 4)), schema=gold.schema),
             upsert_recent_items(gold.conn, items, keep_per_visitor=5, schema=gold.schema),
-            insert_live_events(gold.conn, events, timedelta(hours=1), schema=gold.schema),
+            apply_live_events(gold.conn, events, horizon=at(-10), retention=timedelta(hours=1),
+                              schema=gold.schema).inserted,
         )
 
     assert load() == (2, 3, True, 2, 10)
