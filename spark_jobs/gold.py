@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -32,16 +32,23 @@ from clickrec_platform.lake.tables import (
     GOLD_WINDOWED_STATS,
     SILVER_EVENTS,
 )
-from clickrec_platform.serving.live_tables import add_event_statistics_once, replace_windows
+from clickrec_platform.serving.live_tables import (
+    STATS_WINDOW,
+    TRENDING_SLIDE,
+    TRENDING_WINDOW,
+    add_event_statistics_once,
+    replace_windows,
+)
 from clickrec_platform.settings import Settings
 from spark_jobs.batch import StageTimer, idempotent_dml, in_pool
 from spark_jobs.live import latest_items, live_events, live_horizon, post_live_events
 
 log = logging.getLogger("clickrec.stream")
 
-STATS_WINDOW_MS = 5 * 60_000
-TRENDING_LENGTH_MS = 10 * 60_000
-TRENDING_SLIDE_MS = 5 * 60_000
+# The windows' lengths in epoch ms, as the live path computes them in Postgres.
+STATS_WINDOW_MS = STATS_WINDOW // timedelta(milliseconds=1)
+TRENDING_LENGTH_MS = TRENDING_WINDOW // timedelta(milliseconds=1)
+TRENDING_SLIDE_MS = TRENDING_SLIDE // timedelta(milliseconds=1)
 
 
 def _weight() -> F.Column:
@@ -115,13 +122,9 @@ class TouchedWindows:
 
     @classmethod
     def of(cls, new_events: DataFrame) -> TouchedWindows | None:
-        return cls.of_stats_windows([r.w for r in new_events.select(stats_window("ts").alias("w")).distinct().collect()])
-
-    @classmethod
-    def of_stats_windows(cls, stats_ms) -> TouchedWindows | None:
-        """From the 5-minute windows (``stats_window``) of the new events; a superset recomputes
-        windows that did not change, to the same values."""
-        stats = sorted(set(stats_ms))
+        """The 5-minute windows of the new events, and the trending windows starting in those or a
+        slide earlier; None for no events."""
+        stats = sorted(r.w for r in new_events.select(stats_window("ts").alias("w")).distinct().collect())
         if not stats:
             return None
         return cls(stats, sorted(set(stats) | {w - TRENDING_SLIDE_MS for w in stats}))

@@ -438,7 +438,7 @@ class LiveApplied:
     trending_windows: int  # trending_items windows recomputed
 
 
-# Window lengths of the live tables, as the stream job's gold query computes them in Delta.
+# Window lengths of the live tables (the stream job's gold query uses them too, in Delta).
 STATS_WINDOW = timedelta(minutes=5)
 TRENDING_WINDOW = timedelta(minutes=10)
 TRENDING_SLIDE = timedelta(minutes=5)
