@@ -392,7 +392,8 @@ def produce(
 def stream(ctx: typer.Context) -> None:
     """Run the streaming job (Kafka → bronze → silver/quarantine → gold, Postgres live tables).
 
-    Options: --available-now (catch up, then stop), --trigger SECONDS, --max-offsets-per-trigger N,
+    Options: --available-now (catch up, then stop), --trigger SECONDS (the live query: Kafka → Postgres
+    live tables), --ingest-trigger SECONDS, --gold-trigger SECONDS, --max-offsets-per-trigger N,
     --max-files-per-trigger N. Stops cleanly on SIGTERM/Ctrl-C.
     """
     from spark_jobs.clickstream_stream import main as stream_main

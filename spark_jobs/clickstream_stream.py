@@ -12,8 +12,8 @@ Structured Streaming queries, each with its own checkpoint under ``<lake>/_check
 
 ``--available-now`` catches up with what is there and stops (backfills, tests): ingest first, then
 gold over all it wrote, posting every live table. Otherwise the queries run until SIGTERM/Ctrl-C,
-which stops them cleanly, in separate fair-scheduler pools. Killed at any moment instead, a restart resumes from the
-checkpoints and loses or duplicates nothing. A query that fails stops the job with an alert
+which stops them cleanly, in separate fair-scheduler pools. Killed at any moment instead, a
+restart resumes from the checkpoints and loses or duplicates nothing. A query that fails stops the job with an alert
 (``CLICKREC_ALERT_WEBHOOK_URL``) and a non-zero exit.
 """
 
