@@ -288,15 +288,19 @@ def test_metrics_after_traffic_and_an_alert_when_the_job_fails(stream_settings, 
             by_reason = {dict(labels)["reason"]: v for (name, labels), v in samples.items()
                          if name == "clickrec_stream_quarantined_total"}
             assert sum(by_reason.values()) == quarantined and "malformed_json" in by_reason
-            assert value("clickrec_stream_batch_duration_seconds_count", query="ingest") >= 3  # 1,500 per batch
+            # Batch timings and input rows come with the query's progress event, which follows the
+            # batch that counted the rows above.
+            settle = time.monotonic() + 30
+            while value("clickrec_stream_input_rows_total", query="ingest") < len(records) and time.monotonic() < settle:
+                time.sleep(0.5)
             assert value("clickrec_stream_input_rows_total", query="ingest") == len(records)
+            assert value("clickrec_stream_batch_duration_seconds_count", query="ingest") >= 3  # 1,500 per batch
             assert value("clickrec_stream_query_up", query="ingest") == 1
 
             def lag() -> dict[str, float]:
                 return {dict(labels)["partition"]: v for (name, labels), v in metric_samples(url).items()
                         if name == "clickrec_stream_kafka_lag_records" and dict(labels)["query"] == "ingest"}
 
-            # Lag comes with the query's progress event, which follows the batch that counted the rows.
             settle = time.monotonic() + 30
             while (now := lag()) and any(now.values()) and time.monotonic() < settle:
                 time.sleep(0.5)
