@@ -58,10 +58,16 @@ class HeldRows:
         self._held.clear()
 
 
+def commit_tag(app_id: str, batch_id: int) -> str:
+    """The user metadata of the commit of (app id, batch id), in the table's history."""
+    return f"{app_id}:{batch_id}"
+
+
 def append_once(frame: DataFrame, path: str, app_id: str, batch_id: int) -> None:
-    """Append unless this (app id, batch id) already committed to the table."""
-    (frame.write.format("delta").mode("append")
-     .option("txnAppId", app_id).option("txnVersion", batch_id).save(path))
+    """Append unless this (app id, batch id) already committed to the table; the commit carries
+    ``commit_tag`` as its user metadata (``DESCRIBE HISTORY`` shows which batch wrote it)."""
+    (frame.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id)
+     .option("userMetadata", commit_tag(app_id, batch_id)).save(path))
 
 
 @contextmanager

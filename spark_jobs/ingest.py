@@ -22,11 +22,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import date, timedelta
 
+import numpy as np
+import pyarrow.compute as pc
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clickrec_platform.events.contract import FIELD_NAMES
 from clickrec_platform.events.spark_parse import REASON, parse_events
 from clickrec_platform.lake.silver import silver_rows
 from clickrec_platform.lake.tables import (
@@ -36,12 +39,15 @@ from clickrec_platform.lake.tables import (
     SILVER_QUARANTINE,
 )
 from clickrec_platform.settings import Settings
-from spark_jobs.batch import HeldRows, StageTimer, append_once, in_pool
+from spark_jobs.batch import HeldRows, StageTimer, append_once, commit_tag, in_pool
 
 log = logging.getLogger("clickrec.stream")
 
 # Earlier silver ids up to this many are broadcast to the anti-join; more are shuffled.
 BROADCAST_EARLIER_IDS = 500_000
+# A replayed batch finds its silver commit among the table's last commits (ingest is its only writer).
+HISTORY_LOOKBACK = 20
+_EPOCH = date(1970, 1, 1)
 # Valid rows up to this many are deduplicated and written by one task (a continuous mode's batch).
 SMALL_BATCH = 50_000
 
@@ -56,7 +62,8 @@ def bronze_columns(kafka_records: DataFrame) -> DataFrame:
 
 @dataclass(frozen=True)
 class BatchSummary:
-    """One pass over the parsed batch: row counts, and the dates and event-time range of the valid rows."""
+    """One pass over the parsed batch: row counts, the dates and event-time range of the valid rows,
+    and the id hashes that more than one valid row shares (the only rows that may repeat an id)."""
 
     records: int
     valid: int
@@ -65,22 +72,23 @@ class BatchSummary:
     event_dates: list
     min_ts: int | None
     max_ts: int | None
+    repeated_hashes: list[int]
 
     @classmethod
     def of(cls, parsed: DataFrame) -> BatchSummary:
+        # Three narrow columns to the driver through Arrow: one scan of the held rows, no shuffle.
         valid = F.col(REASON).isNull()
-        rows = (parsed.groupBy(F.col(REASON).alias("reason"),
-                               F.when(valid, F.to_date(F.timestamp_millis("ts"))).alias("day"))
-                .agg(F.count("*").alias("n"), F.min("ts").alias("lo"), F.max("ts").alias("hi")).collect())
-        ok = [r for r in rows if r.reason is None]
-        reasons: dict[str, int] = {}
-        for r in rows:
-            if r.reason is not None:
-                reasons[r.reason] = reasons.get(r.reason, 0) + r.n
+        table = parsed.select(F.col(REASON).alias("reason"), F.when(valid, F.col("ts")).alias("ts"),
+                              F.when(valid, F.xxhash64("event_id")).alias("h")).toArrow()
+        reasons = {r["values"]: r["counts"] for r in pc.value_counts(table["reason"].drop_null()).to_pylist()}
+        ts = table["ts"].drop_null()  # the valid rows' (the contract's ts is never null)
+        hashes = pc.value_counts(table["h"].drop_null())
+        repeated = pc.filter(hashes.field("values"), pc.greater(hashes.field("counts"), 1))
+        days = np.unique(ts.to_numpy() // 86_400_000) if len(ts) else np.array([], dtype=np.int64)
         return cls(
-            records=sum(r.n for r in rows), valid=sum(r.n for r in ok), quarantined=sum(reasons.values()),
-            reasons=reasons, event_dates=sorted({r.day for r in ok}),
-            min_ts=min((r.lo for r in ok), default=None), max_ts=max((r.hi for r in ok), default=None))
+            records=table.num_rows, valid=len(ts), quarantined=sum(reasons.values()), reasons=reasons,
+            event_dates=[_EPOCH + timedelta(days=int(d)) for d in days],
+            min_ts=pc.min(ts).as_py(), max_ts=pc.max(ts).as_py(), repeated_hashes=repeated.to_pylist())
 
 
 class IngestBatch:
@@ -97,31 +105,26 @@ class IngestBatch:
         spark = records.sparkSession
         in_pool(spark, "ingest")
         with HeldRows() as held:
-            # Kafka is read once: the records are held for bronze, which is written after silver.
-            with timer.stage("read"):
-                records = held.hold(records)
+            # Kafka is read and parsed once: the rows held keep each record as received, for bronze
+            # and quarantine, next to its parsed fields.
             with timer.stage("parse"):
-                parsed = parse_events(records.withColumn("value_text", F.col("value").cast("string")),
-                                      "value_text")
-                # Kept: the contract fields, and the raw record only where it is quarantined.
-                parsed = held.hold(parsed.select(
-                    *FIELD_NAMES, REASON, "partition", "offset", "topic", "kafka_timestamp",
-                    F.when(F.col(REASON).isNotNull(), F.col("key").cast("string")).alias("raw_key"),
-                    F.when(F.col(REASON).isNotNull(), F.col("value_text")).alias("raw_value"),
-                ))
+                parsed = held.hold(parse_events(records.withColumn("value_text", F.col("value").cast("string")),
+                                                "value_text").drop("value_text"))
                 summary = BatchSummary.of(parsed)
             silver_count = 0
             if summary.valid:
                 with timer.stage("silver"):
-                    new_events = held.hold(self._new_events(spark, parsed, batch_id, summary))
-                    append_once(new_events, self.silver_path, f"{self.app_id}-silver", batch_id)
-                    silver_count = new_events.count()
+                    silver_app = f"{self.app_id}-silver"
+                    append_once(self._new_events(spark, parsed, batch_id, summary), self.silver_path, silver_app,
+                                batch_id)
+                    silver_count = self._rows_written(spark, silver_app, batch_id)
             if summary.quarantined:  # an empty append would still cost a Delta commit
                 with timer.stage("quarantine"):
                     append_once(self._quarantined(parsed, batch_id), SILVER_QUARANTINE.path(self.settings),
                                 f"{self.app_id}-quarantine", batch_id)
             with timer.stage("bronze"):
-                append_once(records, BRONZE_CLICKSTREAM.path(self.settings), f"{self.app_id}-bronze", batch_id)
+                append_once(parsed.select(*records.columns), BRONZE_CLICKSTREAM.path(self.settings),
+                            f"{self.app_id}-bronze", batch_id)
 
         duplicates = summary.records - silver_count - summary.quarantined
         seconds = time.perf_counter() - started
@@ -137,10 +140,21 @@ class IngestBatch:
         if self.on_batch:
             self.on_batch(batch_id, summary, silver_count, seconds)
 
+    def _rows_written(self, spark: SparkSession, app_id: str, batch_id: int) -> int:
+        """The rows this batch appended to silver, from its commit's metrics: found by the commit's
+        tag, whether this attempt or an earlier one of the same batch committed it. Counted instead
+        (a scan of this batch's files) if the commit has no metrics or is not among the last ones."""
+        commits = (DeltaTable.forPath(spark, self.silver_path).history(HISTORY_LOOKBACK)
+                   .where(F.col("userMetadata") == commit_tag(app_id, batch_id)).select("operationMetrics").collect())
+        if commits and "numOutputRows" in commits[0].operationMetrics:
+            return int(commits[0].operationMetrics["numOutputRows"])
+        return (spark.read.format("delta").load(self.silver_path)
+                .where((F.col("ingest_app") == self.app_id) & (F.col("ingest_batch") == batch_id)).count())
+
     def _quarantined(self, parsed: DataFrame, batch_id: int) -> DataFrame:
         return parsed.where(F.col(REASON).isNotNull()).select(
-            "raw_key", "raw_value", "topic", F.col("partition").alias("kafka_partition"),
-            F.col("offset").alias("kafka_offset"), "kafka_timestamp", F.col(REASON).alias("reason"),
+            F.col("key").cast("string").alias("raw_key"), F.col("value").cast("string").alias("raw_value"), "topic",
+            F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"), "kafka_timestamp", F.col(REASON).alias("reason"),
             F.lit(batch_id).cast("bigint").alias("ingest_batch"), F.current_timestamp().alias("ingested_at"))
 
     def _new_events(self, spark: SparkSession, parsed: DataFrame, batch_id: int, summary: BatchSummary) -> DataFrame:
@@ -155,17 +169,15 @@ class IngestBatch:
         if summary.valid <= SMALL_BATCH:
             # One file per date for a small batch: fewer files for the gold query to read back.
             unique = valid.dropDuplicates(["event_id"]).coalesce(1)
-        else:
-            # Most ids occur once. Hashing them finds the few that may not, so only those rows go
+        elif summary.repeated_hashes:
+            # Most ids occur once. Only rows whose id hash is shared may repeat an id: just those go
             # through an exact dropDuplicates, and the rest need no shuffle of whole rows.
             hashed = valid.withColumn("_h", F.xxhash64("event_id"))
-            repeated = [r._h for r in hashed.groupBy("_h").count().where(F.col("count") > 1).select("_h").collect()]
-            unique = hashed
-            if repeated:
-                hashes = F.broadcast(spark.createDataFrame([(h,) for h in repeated], "_h bigint"))
-                unique = (hashed.join(hashes, "_h", "left_anti")
-                          .unionByName(hashed.join(hashes, "_h", "left_semi").dropDuplicates(["event_id"])))
-            unique = unique.drop("_h")
+            hashes = F.broadcast(spark.createDataFrame([(h,) for h in summary.repeated_hashes], "_h bigint"))
+            unique = (hashed.join(hashes, "_h", "left_anti")
+                      .unionByName(hashed.join(hashes, "_h", "left_semi").dropDuplicates(["event_id"]))).drop("_h")
+        else:
+            unique = valid
         # Across batches: earlier = any batch of another app id (an older checkpoint), or an
         # earlier one of this.
         this_or_later = (F.col("ingest_app") == self.app_id) & (F.col("ingest_batch") >= batch_id)

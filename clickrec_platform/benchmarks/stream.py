@@ -65,7 +65,7 @@ def _produce_live(settings: Settings, events_per_second: float, stop: threading.
     delivered.append(summary.delivered)
 
 
-def run_catchup_benchmark(settings: Settings, events: int) -> list[str]:
+def run_catchup_benchmark(settings: Settings, events: int, floors: bool = True) -> list[str]:
     from spark_jobs.clickstream_stream import StreamOptions, run
 
     with scratch_settings(settings, "bench") as scratch:
@@ -75,18 +75,81 @@ def run_catchup_benchmark(settings: Settings, events: int) -> list[str]:
         started = time.perf_counter()
         seconds = run(scratch, options)
         total_s = time.perf_counter() - started
+        batches = _ingest_batches(scratch)
+        stage_floors = _stage_floors(scratch, produced) if floors else None
     to_silver = seconds["ingest"]
-    return [
+    lines = [
         f"events produced: {produced:,}; settings: {settings.spark_master}, shuffle partitions "
         f"{settings.spark_shuffle_partitions}, maxOffsetsPerTrigger {options.max_offsets_per_trigger}, "
         f"maxFilesPerTrigger {options.max_files_per_trigger}",
         f"Kafka → silver (ingest query: parse, validate, dedup → silver, quarantine, bronze as received): "
         f"{produced / to_silver:>9,.0f} events/s ({to_silver:.1f}s)",
+        "  per batch: " + "; ".join(f"{rows:,} in {secs:.1f}s ({rows / secs:,.0f}/s)" for rows, secs in batches)
+        + " (the first one warms the JVM: JIT compilation takes about one of the two cores for 30 s)",
         f"silver → gold (gold query: windows, trending, totals in Delta; windows, totals, latest items per "
         f"visitor and recent events in Postgres): "
         f"{produced / seconds['gold']:>9,.0f} events/s ({seconds['gold']:.1f}s)",
         f"whole run incl. Spark start and table setup: {total_s:.1f}s",
     ]
+    if stage_floors:
+        bound = produced / sum(stage_floors.values())
+        lines += ["floors: each stage every event goes through, alone on the same events with a warm JVM "
+                  "(best of 2):",
+                  *(f"  {name}: {produced / secs:>9,.0f} events/s ({secs:.1f}s)" for name, secs in stage_floors.items()),
+                  f"  one after the other (what the ingest query must do at least): at most {bound:,.0f} events/s"]
+    return lines
+
+
+def _ingest_batches(settings: Settings) -> list[tuple[int, float]]:
+    """(records, seconds) of each ingest micro-batch, as the job booked them in ops.stream_batches."""
+    from clickrec_platform.lake.spark import spark_session
+    from clickrec_platform.lake.tables import OPS_STREAM_BATCHES
+
+    rows = (spark_session(settings).read.format("delta").load(OPS_STREAM_BATCHES.path(settings))
+            .orderBy("batch_id").select("bronze_rows", "seconds").collect())
+    return [(r.bronze_rows, r.seconds) for r in rows]
+
+
+def _stage_floors(settings: Settings, events: int) -> dict[str, float]:
+    """Seconds of the ingest query's unavoidable stages, each alone, over the same Kafka records:
+    read and parse (to Spark's no-op sink), and the two Delta appends from parsed rows held in memory."""
+    from pyspark.sql import functions as F
+
+    from clickrec_platform.events.spark_parse import REASON, parse_events
+    from clickrec_platform.lake.silver import silver_rows
+    from clickrec_platform.lake.spark import spark_session
+    from clickrec_platform.lake.tables import table_path
+    from spark_jobs.batch import HeldRows
+    from spark_jobs.ingest import bronze_columns
+
+    spark = spark_session(settings)
+    records = bronze_columns(spark.read.format("kafka").option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+                             .option("subscribe", settings.kafka_topic).option("startingOffsets", "earliest")
+                             .option("endingOffsets", "latest").load())
+
+    def parsed():
+        return parse_events(records.withColumn("value_text", F.col("value").cast("string")), "value_text")
+
+    def best(write) -> float:
+        times = []
+        for _ in range(2):
+            started = time.perf_counter()
+            write()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    floors = {"Kafka read + parse + validate": best(lambda: parsed().write.format("noop").mode("overwrite").save())}
+    with HeldRows() as held:
+        rows = held.hold(parsed().drop("value_text"))
+        silver = silver_rows(rows.where(F.col(REASON).isNull()), ingest_app="floor", ingest_batch=0,
+                             kafka_partition=F.col("partition"), kafka_offset=F.col("offset"))
+        floors["silver Delta append (partitioned by event date)"] = best(
+            lambda: silver.write.format("delta").mode("append").partitionBy("event_date")
+            .save(table_path(settings, "floors", "silver")))
+        floors["bronze Delta append"] = best(
+            lambda: rows.select(*records.columns).write.format("delta").mode("append").partitionBy("ingest_date")
+            .save(table_path(settings, "floors", "bronze")))
+    return floors
 
 
 def run_latency_benchmark(settings: Settings, probes: int, background_rate: float, trigger_s: float,
