@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     stream_trigger_seconds: float = 2.0  # live micro-batches (Kafka → Postgres live tables): the latency path
     stream_ingest_trigger_seconds: float = 20.0  # ingest micro-batches (Kafka → silver, bronze) in continuous mode
     stream_gold_trigger_seconds: float = 60.0  # gold micro-batches (Delta MERGEs) in continuous mode
-    stream_max_offsets_per_trigger: int | None = 500_000  # per ingest micro-batch, across partitions
+    stream_max_offsets_per_trigger: int | None = 1_000_000  # per ingest (and live) micro-batch, across partitions
     stream_max_files_per_trigger: int = 256  # silver files per gold micro-batch
     stream_metrics_port: int | None = 9465  # Prometheus metrics of `clickrec stream`; None: off
     # Delta's idempotent-write id for the job; a new checkpoint location needs a new id.
