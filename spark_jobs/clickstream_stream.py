@@ -68,18 +68,24 @@ def _trigger(options: StreamOptions, seconds: float) -> dict:
     return {"processingTime": f"{seconds} seconds"}
 
 
+def kafka_options(settings: Settings) -> dict[str, str]:
+    """The Kafka source's options, for the stream's queries and for batch reads of the topic alike."""
+    return {
+        "kafka.bootstrap.servers": settings.kafka_bootstrap_servers,
+        "subscribe": settings.kafka_topic,
+        "failOnDataLoss": "true",
+        # Spark's consumer asks the broker for the partition's offset range after every poll:
+        # polls of 20,000 records (rather than Kafka's 500) make that a rare cost in catch-up.
+        "kafka.max.poll.records": str(KAFKA_MAX_POLL_RECORDS),
+        "kafka.max.partition.fetch.bytes": str(8 << 20),
+        "kafka.fetch.max.bytes": str(32 << 20),
+    }
+
+
 def kafka_records(spark: SparkSession, settings: Settings, options: StreamOptions) -> DataFrame:
     """The topic as a streaming source (each query that reads it has its own offsets)."""
-    reader = (spark.readStream.format("kafka")
-              .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
-              .option("subscribe", settings.kafka_topic)
-              .option("startingOffsets", options.starting_offsets)
-              .option("failOnDataLoss", "true")
-              # Spark's consumer asks the broker for the partition's offset range after every poll:
-              # polls of 20,000 records (rather than Kafka's 500) make that a rare cost in catch-up.
-              .option("kafka.max.poll.records", KAFKA_MAX_POLL_RECORDS)
-              .option("kafka.max.partition.fetch.bytes", 8 << 20)
-              .option("kafka.fetch.max.bytes", 32 << 20))
+    reader = (spark.readStream.format("kafka").options(**kafka_options(settings))
+              .option("startingOffsets", options.starting_offsets))
     if options.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", options.max_offsets_per_trigger)
     return reader.load()

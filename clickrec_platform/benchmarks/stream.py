@@ -120,12 +120,12 @@ def _stage_floors(settings: Settings, events: int) -> dict[str, float]:
     from clickrec_platform.lake.spark import spark_session
     from clickrec_platform.lake.tables import table_path
     from spark_jobs.batch import HeldRows
+    from spark_jobs.clickstream_stream import kafka_options
     from spark_jobs.ingest import bronze_columns
 
     spark = spark_session(settings)
-    records = bronze_columns(spark.read.format("kafka").option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
-                             .option("subscribe", settings.kafka_topic).option("startingOffsets", "earliest")
-                             .option("endingOffsets", "latest").load())
+    records = bronze_columns(spark.read.format("kafka").options(**kafka_options(settings))
+                             .option("startingOffsets", "earliest").option("endingOffsets", "latest").load())
 
     def parsed():
         return parse_events(records.withColumn("value_text", F.col("value").cast("string")), "value_text")
