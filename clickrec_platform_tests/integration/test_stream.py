@@ -211,8 +211,7 @@ def test_replaying_a_batch_changes_nothing(stream_settings, spark):
     batch = spark.createDataFrame(
         [(k, v, s.kafka_topic, 0, i) for i, (k, v) in enumerate(records)],
         "key binary, value binary, topic string, partition int, offset bigint",
-    ).selectExpr("*", "current_timestamp() AS kafka_timestamp", "0 AS kafka_timestamp_type",
-                 "current_timestamp() AS ingested_at", "current_date() AS ingest_date")
+    ).selectExpr("*", "current_timestamp() AS kafka_timestamp", "0 AS kafka_timestamp_type")  # bronze_columns'
     ingest = IngestBatch(s)
 
     def snapshot():
