@@ -86,7 +86,7 @@ def run_catchup_benchmark(settings: Settings, events: int, floors: bool = True) 
         f"Kafka → silver (ingest query: parse, validate, dedup → silver, quarantine, bronze as received): "
         f"{produced / to_silver:>9,.0f} events/s ({to_silver:.1f}s)",
         "  per batch: " + "; ".join(f"{rows:,} in {secs:.1f}s ({rows / secs:,.0f}/s)" for rows, secs in batches)
-        + " (the first one warms the JVM: JIT compilation takes about one of the two cores for 30 s)",
+        + " (the first one also warms the JVM up: its JIT compiler shares the cores with the work)",
         f"silver → gold (gold query: windows, trending, totals in Delta; windows, totals, latest items per "
         f"visitor and recent events in Postgres): "
         f"{produced / seconds['gold']:>9,.0f} events/s ({seconds['gold']:.1f}s)",
