@@ -30,7 +30,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clickrec_platform.events.spark_parse import REASON, parse_events
+from clickrec_platform.events.spark_parse import REASON, parse_kafka_values
 from clickrec_platform.lake.silver import silver_rows
 from clickrec_platform.lake.tables import (
     BRONZE_CLICKSTREAM,
@@ -117,8 +117,7 @@ class IngestBatch:
             # Kafka is read and parsed once: the rows held keep each record as received, for bronze
             # and quarantine, next to its parsed fields.
             with timer.stage("parse"):
-                parsed = held.hold(parse_events(records.withColumn("value_text", F.col("value").cast("string")),
-                                                "value_text").drop("value_text"))
+                parsed = held.hold(parse_kafka_values(records))
                 summary = BatchSummary.of(parsed)
             silver_count = 0
             if summary.valid:

@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from clickrec_platform.events.contract import INTERACTION_WEIGHTS
-from clickrec_platform.events.spark_parse import REASON, parse_events
+from clickrec_platform.events.spark_parse import REASON, parse_kafka_values
 from clickrec_platform.serving.live_tables import (
     LIVE_EVENT_COLUMNS,
     LiveApplied,
@@ -83,7 +83,7 @@ class LiveBatch:
         started, timer = time.perf_counter(), StageTimer()
         in_pool(records.sparkSession, "live")
         with timer.stage("parse"):
-            parsed = parse_events(records.withColumn("value_text", F.col("value").cast("string")), "value_text")
+            parsed = parse_kafka_values(records)
             events = live_events(parsed.where(F.col(REASON).isNull()))
         if events.num_rows == 0:
             return

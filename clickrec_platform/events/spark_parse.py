@@ -151,3 +151,10 @@ def parse_events(frame: DataFrame, value_column: str = "value") -> DataFrame:
     reason = F.when(F.col("_certain"), _case(_rule_cases(), no_reason)).otherwise(
         _case(_shape_cases(value_column), _case(_rule_cases(), no_reason)))
     return staged.withColumn(REASON, reason).drop(_PARSED, "_certain")
+
+
+def parse_kafka_values(records: DataFrame) -> DataFrame:
+    """Kafka rows (binary ``value``) plus the contract fields and ``reject_reason``: ``parse_events``
+    over the value read as UTF-8 text, as every query of the stream job parses its records."""
+    text = "_value_text"
+    return parse_events(records.withColumn(text, F.col("value").cast("string")), text).drop(text)
