@@ -373,6 +373,31 @@ def test_missing_tables_are_503_too(api):
         assert "gold tables missing" in _unavailable(client, "/recommendations/1")["detail"]
 
 
+def _dropped(api: Api) -> float:
+    found = re.search(r"^clickrec_api_dropped_connections_total (\S+)$", api.client.get("/metrics").text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_connections_the_server_dropped_cost_no_failed_request(api):
+    """As on a PostgreSQL restart or failover: the server ends every connection of the API's pool."""
+    for _ in range(4):  # every pooled connection has served
+        api.get("/recommendations/2?k=3")
+    before = _dropped(api)
+    killed = [pid for pid, ended in api.conn.execute(  # in the select list: only for the rows found
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE usename = %s AND application_name = 'clickrec-api'", (api.settings.reader_role,)) if ended]
+    assert killed
+    deadline = time.monotonic() + 10
+    while api.conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (killed,)).fetchone()[0] \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    for path in ("/recommendations/2?k=3", "/similar-items/201", "/trending", "/popular-products",
+                 "/user-stats/1", "/search?q=201", "/health"):
+        assert api.get(path), path  # 200, not 503
+    assert _dropped(api) >= before + 1
+
+
 # Real time, end to end (last: the stream job adds live windows to this module's schema) ----------
 
 def _click(visitor: int, item: int) -> tuple[bytes, bytes]:

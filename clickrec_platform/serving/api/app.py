@@ -1,7 +1,9 @@
 """The recommendation API (FastAPI): ``create_app(settings)``; ``clickrec serve`` runs it under uvicorn.
 
 Every request borrows a connection from an async pool (psycopg 3, autocommit, statements prepared
-on first use, a statement timeout) and runs one or two indexed queries. Handlers write JSON with
+on first use, a statement timeout) and runs one or two indexed queries. A connection the server
+dropped (a PostgreSQL restart or failover, an idle-session kill) costs no failed request: the pool's
+idle connections are checked and the read, which changes nothing, runs once more on a fresh one. Handlers write JSON with
 orjson straight into the response; the pydantic models in ``schemas.py`` document the shapes.
 
 Errors are answered as JSON, never with a stack trace: bad parameters 422 (which parameter and
@@ -12,9 +14,9 @@ why), unknown items or visitors 404, the database unreachable, too slow or its t
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import psycopg
@@ -32,6 +34,7 @@ from clickrec_platform.serving.roles import reader_dsn
 from clickrec_platform.settings import Settings, get_settings
 
 log = logging.getLogger("clickrec.api")
+T = TypeVar("T")
 
 MAX_ID = 2**63 - 1
 UserId = Annotated[int, Path(ge=0, le=MAX_ID, description="RetailRocket visitor id.")]
@@ -65,6 +68,21 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
                 "application_name": "clickrec-api"})
     seen_limit = settings.recent_items_per_visitor
 
+    async def read(query: Callable[[psycopg.AsyncConnection], Awaitable[T]], timeout: float | None = None) -> T:
+        """``query`` on a pooled connection; on a connection the server had dropped, once more on a
+        fresh one after the pool has replaced its dead idle connections."""
+        for attempt in (1, 2):
+            async with pool.connection(timeout=timeout) as conn:
+                try:
+                    return await query(conn)
+                except psycopg.OperationalError as exc:
+                    if attempt == 2 or not conn.broken:  # a timeout or a real error: answer it
+                        raise
+                    log.warning("database connection dropped (%s); checking the pool and retrying", exc)
+            metrics.dropped_connections.inc()
+            await pool.check()
+        raise AssertionError("unreachable")
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await pool.open(wait=False)  # start even while the database is down: requests answer 503
@@ -92,12 +110,15 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
         """The champion model's list blended with items similar to the visitor's most recent ones
         (updated by the stream within seconds of an event). Visitors with neither get trending, then
         popular items. `source` says what produced the list; the model version and run come with it."""
-        async with pool.connection() as conn:
+        async def personal(conn: psycopg.AsyncConnection) -> tuple[Any, list[int]]:
             model, seen, similar = await queries.personal_rows(conn, gold, user_id, k, seen_limit)
             result = blend(model, similar, seen, k, exclude_seen)
             if len(result.items) < k:
                 fallback = await queries.fallback_rows(conn, gold, k + (len(seen) if exclude_seen else 0))
                 result = top_up(result, fallback, seen, k, exclude_seen)
+            return result, seen
+
+        result, seen = await read(personal)
         metrics.recommendation_source.labels(result.source).inc()
         provenance = result.provenance
         return _json({
@@ -111,8 +132,7 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
     @app.get("/similar-items/{item_id}", response_model=schemas.SimilarItems, responses=_ERRORS | _NOT_FOUND,
              summary="Items similar to an item")
     async def similar_items(item_id: ItemId, k: Limit = 10) -> Response:
-        async with pool.connection() as conn:
-            rows = await queries.similar_items(conn, gold, item_id, k)
+        rows = await read(lambda conn: queries.similar_items(conn, gold, item_id, k))
         if rows is None:
             raise HTTPException(404, f"unknown item {item_id}: not in the catalogue and no similar items")
         return _json({"item_id": item_id, "items": rows})
@@ -129,8 +149,7 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
             span = parse_window(window)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
-        async with pool.connection() as conn:
-            rows = await queries.trending(conn, gold, span, limit)
+        rows = await read(lambda conn: queries.trending(conn, gold, span, limit))
         as_of = rows[0].pop("as_of") if rows else None
         for row in rows[1:]:
             row.pop("as_of")
@@ -143,15 +162,13 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
         window_days: Annotated[int | None, Query(ge=1, le=3650, description="Popularity window in days "
                                                  "(default: the shortest one published).")] = None,
     ) -> Response:
-        async with pool.connection() as conn:
-            source, rows = await queries.popular(conn, gold, category, window_days, limit)
+        source, rows = await read(lambda conn: queries.popular(conn, gold, category, window_days, limit))
         return _json({"category": category, "source": source, "items": rows})
 
     @app.get("/user-stats/{user_id}", response_model=schemas.UserStats, responses=_ERRORS | _NOT_FOUND,
              summary="A visitor's behaviour statistics")
     async def user_stats(user_id: UserId) -> Response:
-        async with pool.connection() as conn:
-            row = await queries.user_stats(conn, gold, user_id)
+        row = await read(lambda conn: queries.user_stats(conn, gold, user_id))
         if row is None:
             raise HTTPException(404, f"unknown visitor {user_id}: no published statistics")
         return _json(row)
@@ -172,16 +189,16 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
             raise HTTPException(422, "query parameter 'q' must not contain NUL characters")
         if min_price is not None and max_price is not None and min_price > max_price:
             raise HTTPException(422, f"min_price ({min_price:g}) is greater than max_price ({max_price:g})")
-        async with pool.connection() as conn:
-            rows = await queries.search(conn, gold, q, category, min_price, max_price, available, limit)
+        rows = await read(lambda conn: queries.search(conn, gold, q, category, min_price, max_price, available,
+                                                      limit))
         return _json({"q": q, "items": rows})
 
     @app.get("/health", response_model=schemas.Health, responses={503: {"model": schemas.Health}},
              summary="Whether the API can read the database")
     async def health() -> Response:
         try:
-            async with pool.connection(timeout=min(1.0, settings.api_pool_timeout_s)) as conn:
-                published = await queries.live_versions(conn, gold)
+            published = await read(lambda conn: queries.live_versions(conn, gold),
+                                   timeout=min(1.0, settings.api_pool_timeout_s))
         except (psycopg.Error, PoolTimeout) as exc:
             return _json({"status": "unavailable", "database": _reason(exc), "published": {}}, 503,
                          {"Retry-After": "1"})

@@ -35,6 +35,9 @@ class ApiMetrics:
         self.recommendation_source = Counter(
             "clickrec_api_recommendation_source", "Recommendation answers by the source that produced them.",
             ["source"], registry=self.registry)
+        self.dropped_connections = Counter(
+            "clickrec_api_dropped_connections", "Reads retried because the server had dropped their pooled "
+            "connection (a PostgreSQL restart or failover).", registry=self.registry)
         self._children: dict[tuple[str, str, int], tuple] = {}  # labelled series, looked up once
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
