@@ -76,12 +76,14 @@ def models(context: dg.AssetExecutionContext, lake: LakeResource):
     items = _read(settings, GOLD_ITEM_FEATURES, "item_id, category_id")
     data_versions = {"gold.training_splits": latest_version(GOLD_TRAINING_SPLITS.path(settings)),
                      "silver.events": latest_version(SILVER_EVENTS.path(settings))}
+    run_id = context.run.run_id
     training = train_candidates(
         splits, items, with_champion_config(settings.training_models, settings.registered_model_name,
-                                            settings.tracking_uri), training_id=context.run_id,
+                                            settings.tracking_uri), training_id=run_id,
         experiment=settings.mlflow_experiment, registered_model=settings.registered_model_name,
         tracking_uri=settings.tracking_uri, data_versions=data_versions,
-        artifacts_dir=settings.state_dir / "model-reports" / context.run_id, grids=settings.training_grids, metric=settings.gate_metric,
+        artifacts_dir=settings.state_dir / "model-reports" / run_id, grids=settings.training_grids,
+        metric=settings.gate_metric,
         progress=context.log.info)
     outcome = run_gate(training, settings.registered_model_name, settings.tracking_uri, settings.gate_metric,
                        settings.gate_min_relative_lift)

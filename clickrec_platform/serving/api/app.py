@@ -1,10 +1,12 @@
 """The recommendation API (FastAPI): ``create_app(settings)``; ``clickrec serve`` runs it under uvicorn.
 
 Every request borrows a connection from an async pool (psycopg 3, autocommit, statements prepared
-on first use, a statement timeout) and runs one or two indexed queries. A connection the server
-dropped (a PostgreSQL restart or failover, an idle-session kill) costs no failed request: the pool's
-idle connections are checked and the read, which changes nothing, runs once more on a fresh one. Handlers write JSON with
+on first use, a statement timeout) and runs one or two indexed queries. Handlers write JSON with
 orjson straight into the response; the pydantic models in ``schemas.py`` document the shapes.
+
+A connection the server dropped (a PostgreSQL restart or failover, an idle-session kill) costs no
+failed request: the pool's idle connections are checked, and the read, which changes nothing, runs
+once more on a fresh connection.
 
 Errors are answered as JSON, never with a stack trace: bad parameters 422 (which parameter and
 why), unknown items or visitors 404, the database unreachable, too slow or its tables missing 503
@@ -27,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.requests import Request
 
 from clickrec_platform.serving.api import queries, schemas
-from clickrec_platform.serving.api.blend import blend, top_up
+from clickrec_platform.serving.api.blend import Blend, blend, top_up
 from clickrec_platform.serving.api.metrics import ApiMetrics, MetricsMiddleware
 from clickrec_platform.serving.api.params import parse_window
 from clickrec_platform.serving.roles import reader_dsn
@@ -71,17 +73,17 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
     async def read(query: Callable[[psycopg.AsyncConnection], Awaitable[T]], timeout: float | None = None) -> T:
         """``query`` on a pooled connection; on a connection the server had dropped, once more on a
         fresh one after the pool has replaced its dead idle connections."""
-        for attempt in (1, 2):
-            async with pool.connection(timeout=timeout) as conn:
-                try:
-                    return await query(conn)
-                except psycopg.OperationalError as exc:
-                    if attempt == 2 or not conn.broken:  # a timeout or a real error: answer it
-                        raise
-                    log.warning("database connection dropped (%s); checking the pool and retrying", exc)
-            metrics.dropped_connections.inc()
-            await pool.check()
-        raise AssertionError("unreachable")
+        async with pool.connection(timeout=timeout) as conn:
+            try:
+                return await query(conn)
+            except psycopg.OperationalError as exc:
+                if not conn.broken:  # a statement timeout or a real error: answer it
+                    raise
+                log.warning("database connection dropped (%s); checking the pool and retrying", exc)
+        metrics.dropped_connections.inc()
+        await pool.check()
+        async with pool.connection(timeout=timeout) as conn:
+            return await query(conn)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -110,7 +112,7 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
         """The champion model's list blended with items similar to the visitor's most recent ones
         (updated by the stream within seconds of an event). Visitors with neither get trending, then
         popular items. `source` says what produced the list; the model version and run come with it."""
-        async def personal(conn: psycopg.AsyncConnection) -> tuple[Any, list[int]]:
+        async def personal(conn: psycopg.AsyncConnection) -> tuple[Blend, list[int]]:
             model, seen, similar = await queries.personal_rows(conn, gold, user_id, k, seen_limit)
             result = blend(model, similar, seen, k, exclude_seen)
             if len(result.items) < k:
