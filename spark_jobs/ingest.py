@@ -161,8 +161,9 @@ class IngestBatch:
 
     def _quarantined(self, parsed: DataFrame, batch_id: int) -> DataFrame:
         return parsed.where(F.col(REASON).isNotNull()).select(
-            F.col("key").cast("string").alias("raw_key"), F.col("value").cast("string").alias("raw_value"), "topic",
-            F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"), "kafka_timestamp", F.col(REASON).alias("reason"),
+            F.col("key").cast("string").alias("raw_key"), F.col("value").cast("string").alias("raw_value"),
+            "topic", F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"),
+            "kafka_timestamp", F.col(REASON).alias("reason"),
             F.lit(batch_id).cast("bigint").alias("ingest_batch"), F.current_timestamp().alias("ingested_at"))
 
     def _new_events(self, spark: SparkSession, parsed: DataFrame, batch_id: int, summary: BatchSummary) -> DataFrame:

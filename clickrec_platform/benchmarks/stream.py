@@ -97,7 +97,8 @@ def run_catchup_benchmark(settings: Settings, events: int, floors: bool = True) 
         bound = produced / sum(stage_floors.values())
         lines += ["floors: each stage every event goes through, alone on the same events with a warm JVM "
                   "(best of 2):",
-                  *(f"  {name}: {produced / secs:>9,.0f} events/s ({secs:.1f}s)" for name, secs in stage_floors.items()),
+                  *(f"  {name}: {produced / secs:>9,.0f} events/s ({secs:.1f}s)"
+                    for name, secs in stage_floors.items()),
                   f"  one after the other (what the ingest query must do at least): at most {bound:,.0f} events/s"]
     return lines
 
@@ -145,7 +146,8 @@ def _stage_floors(settings: Settings, events: int) -> dict[str, float]:
             times.append(time.perf_counter() - started)
         return min(times)
 
-    floors = {"Kafka read + parse + validate": best(lambda: parse_kafka_values(records).write.format("noop").mode("overwrite").save())}
+    floors = {"Kafka read + parse + validate":
+              best(lambda: parse_kafka_values(records).write.format("noop").mode("overwrite").save())}
     with HeldRows() as held:
         rows = held.hold(parse_kafka_values(records))
         silver = silver_rows(rows.where(F.col(REASON).isNull()), ingest_app="floor", ingest_batch=0,
@@ -154,8 +156,8 @@ def _stage_floors(settings: Settings, events: int) -> dict[str, float]:
             lambda: silver.write.format("delta").mode("append").partitionBy("event_date")
             .save(table_path(settings, "floors", "silver")))
         floors["bronze Delta append"] = best(
-            lambda: with_ingest_time(rows.select(*records.columns)).write.format("delta").mode("append").partitionBy("ingest_date")
-            .save(table_path(settings, "floors", "bronze")))
+            lambda: with_ingest_time(rows.select(*records.columns)).write.format("delta").mode("append")
+            .partitionBy("ingest_date").save(table_path(settings, "floors", "bronze")))
     return floors
 
 
