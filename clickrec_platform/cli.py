@@ -401,6 +401,18 @@ def stream(ctx: typer.Context) -> None:
     stream_main(list(ctx.args))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def speed(ctx: typer.Context) -> None:
+    """Run one speed-layer consumer (Kafka → Postgres live tables within a second, exactly once).
+
+    Options: --group NAME (consumers of one group share the partitions), --max-batch N,
+    --window-refresh SECONDS, --metrics-port P (0: none), --log-every SECONDS. Stops on SIGTERM/Ctrl-C.
+    """
+    from clickrec_platform.speed.run import main as speed_main
+
+    speed_main(list(ctx.args))
+
+
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="SQL over the lake's tables, e.g. 'SELECT count(*) FROM silver.events'.")],

@@ -109,6 +109,15 @@ class Settings(BaseSettings):
     # after ingestion (longer where a live window still needs them).
     live_window_minutes: int = 30
     live_events_retention_minutes: int = 60
+    # The Spark job's own live query (Kafka → live tables every `stream_trigger_seconds`): off, as the
+    # speed layer keeps the live tables; on for a side-by-side benchmark or a deployment without it.
+    stream_live_query: bool = False
+
+    # Speed layer (`clickrec speed`, clickrec_platform/speed/): Kafka → Postgres live tables, offsets in Postgres.
+    speed_consumer_group: str = "clickrec-speed-layer"
+    speed_max_batch_events: int = 50_000  # records per Postgres transaction at most (catch-up)
+    speed_window_refresh_seconds: float = 1.0  # live windows recomputed at most this often
+    speed_metrics_port: int | None = 9466  # Prometheus metrics of `clickrec speed`; None: off
 
     # Reference data and features (Dagster assets)
     # RetailRocket's files (events.csv, item_properties_part*.csv, category_tree.csv); when unset the

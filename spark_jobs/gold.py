@@ -32,6 +32,7 @@ from clickrec_platform.lake.tables import (
     GOLD_WINDOWED_STATS,
     SILVER_EVENTS,
 )
+from clickrec_platform.serving.live_path import live_horizon, post_live_events
 from clickrec_platform.serving.live_tables import (
     STATS_WINDOW,
     TRENDING_SLIDE,
@@ -41,7 +42,7 @@ from clickrec_platform.serving.live_tables import (
 )
 from clickrec_platform.settings import Settings
 from spark_jobs.batch import StageTimer, idempotent_dml, in_pool
-from spark_jobs.live import latest_items, live_events, live_horizon, post_live_events
+from spark_jobs.live import latest_items, live_events
 
 log = logging.getLogger("clickrec.stream")
 

@@ -19,21 +19,15 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pyarrow as pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from clickrec_platform.events.contract import INTERACTION_WEIGHTS
 from clickrec_platform.events.spark_parse import REASON, parse_kafka_values
-from clickrec_platform.serving.live_tables import (
-    LIVE_EVENT_COLUMNS,
-    LiveApplied,
-    LiveWindows,
-    apply_live_events,
-)
+from clickrec_platform.serving.live_path import post_live_events
+from clickrec_platform.serving.live_tables import LIVE_EVENT_COLUMNS
 from clickrec_platform.settings import Settings
 from spark_jobs.batch import StageTimer, in_pool
 
@@ -55,22 +49,6 @@ def latest_items(rows: DataFrame, keep_per_visitor: int) -> DataFrame:
     return (recent.withColumn("_n", F.row_number().over(per_visitor)).where(F.col("_n") <= keep_per_visitor)
             .select("visitor_id", "item_id", F.col("_last.event").alias("last_event"),
                     F.timestamp_millis("_last.ts").alias("last_seen_at")))
-
-
-def live_horizon(settings: Settings) -> datetime:
-    """Where the live query's span of event time begins now."""
-    return datetime.now(UTC) - timedelta(minutes=settings.live_window_minutes)
-
-
-def post_live_events(conn: psycopg.Connection, settings: Settings, events: pa.Table, *, windows: bool,
-                     recent_items: pa.Table | None = None) -> LiveApplied:
-    """``apply_live_events`` with the job's settings, from the current ``live_horizon``."""
-    return apply_live_events(
-        conn, events, horizon=live_horizon(settings),
-        retention=timedelta(minutes=settings.live_events_retention_minutes),
-        keep_per_visitor=settings.recent_items_per_visitor,
-        windows=LiveWindows(settings.trending_top_n, INTERACTION_WEIGHTS) if windows else None,
-        recent_items=recent_items, schema=settings.gold_schema)
 
 
 class LiveBatch:

@@ -491,10 +491,9 @@ def apply_live_events(
         """).format(live=live, names=names, stage=stage), {"horizon": horizon})
         applied["inserted"] = cur.rowcount
         if windows is not None and data.num_rows:
-            stats, trending = _touched_windows(cur, stage, horizon)
-            _refresh_live_stats(cur, live, stats, schema)
-            _refresh_live_trending(cur, live, trending, windows, schema)
-            applied["stats_windows"], applied["trending_windows"] = len(stats), len(trending)
+            touched = TouchedLiveWindows.of(data.column("ts"), horizon)
+            _refresh_live_windows(cur, touched, windows, schema)
+            applied["stats_windows"], applied["trending_windows"] = len(touched.stats), len(touched.trending)
         if recent_items is None:
             recent = sql.SQL("SELECT visitor_id, item_id, event AS last_event, ts AS last_seen_at FROM {} "
                              "WHERE item_id IS NOT NULL").format(stage)
@@ -510,18 +509,76 @@ def apply_live_events(
     return LiveApplied(**applied)
 
 
-def _touched_windows(cur: psycopg.Cursor, stage: sql.Identifier, horizon: datetime
-                     ) -> tuple[list[datetime], list[datetime]]:
-    """The 5-minute windows of the staged events and the 10-minute trending windows (sliding by 5)
-    they fall in, each starting at or after ``horizon``."""
-    rows = cur.execute(
-        sql.SQL("SELECT DISTINCT date_bin(%(length)s, ts, %(epoch)s) FROM {} WHERE ts >= %(horizon)s").format(stage),
-        {"length": STATS_WINDOW, "epoch": _EPOCH, "horizon": horizon}).fetchall()
-    slides = {start for (start,) in rows}
-    stats = sorted(start for start in slides if start >= horizon)
-    # An event belongs to the trending window starting in its slide and to the one a slide earlier.
-    trending = sorted({s for start in slides for s in (start, start - TRENDING_SLIDE) if s >= horizon})
-    return stats, trending
+@dataclass(frozen=True)
+class TouchedLiveWindows:
+    """The live windows some events fall in: 5-minute ``windowed_stats`` windows and the 10-minute
+    ``trending_items`` windows (sliding by 5) that start at or after a horizon."""
+
+    stats: frozenset[datetime] = frozenset()
+    trending: frozenset[datetime] = frozenset()
+
+    @classmethod
+    def of(cls, ts: pa.ChunkedArray | pa.Array, horizon: datetime) -> TouchedLiveWindows:
+        """The windows of the event times ``ts`` (timezone-aware timestamps) at or after ``horizon``."""
+        length = STATS_WINDOW // timedelta(microseconds=1)
+        # Event times are after 1970 (the contract's rule), so integer division floors them.
+        numbers = pc.unique(pc.divide(pc.cast(pc.cast(ts, _TIMESTAMP), pa.int64()), length)).drop_null()
+        return cls.spanning((_EPOCH + timedelta(microseconds=n * length) for n in numbers.to_pylist()), horizon)
+
+    @classmethod
+    def spanning(cls, slides: Iterable[datetime], horizon: datetime) -> TouchedLiveWindows:
+        """The windows of events in the 5-minute slides starting at ``slides``, from ``horizon`` on."""
+        slides = set(slides)
+        # An event belongs to the trending window starting in its slide and to the one a slide earlier.
+        return cls(frozenset(s for s in slides if s >= horizon),
+                   frozenset(s for start in slides for s in (start, start - TRENDING_SLIDE) if s >= horizon))
+
+    def __or__(self, other: TouchedLiveWindows) -> TouchedLiveWindows:
+        return TouchedLiveWindows(self.stats | other.stats, self.trending | other.trending)
+
+    def since(self, horizon: datetime) -> TouchedLiveWindows:
+        """Only the windows that start at or after ``horizon``."""
+        return TouchedLiveWindows(frozenset(s for s in self.stats if s >= horizon),
+                                  frozenset(s for s in self.trending if s >= horizon))
+
+    def __bool__(self) -> bool:
+        return bool(self.stats or self.trending)
+
+
+def live_window_slides(start: datetime, end: datetime) -> list[datetime]:
+    """The 5-minute slides (window starts) from the one holding ``start`` to the one holding ``end``."""
+    length = STATS_WINDOW // timedelta(microseconds=1)
+    first = (start - _EPOCH) // timedelta(microseconds=1) // length
+    last = (end - _EPOCH) // timedelta(microseconds=1) // length
+    return [_EPOCH + timedelta(microseconds=n * length) for n in range(first, last + 1)]
+
+
+def live_windows_held(conn: psycopg.Connection, horizon: datetime, schema: str = GOLD_SCHEMA) -> TouchedLiveWindows:
+    """The live windows that ``live_clickstream_events`` holds events of, from ``horizon`` on: what a
+    writer that restarts recomputes once, in case it stopped between applying events and refreshing
+    their windows."""
+    first, last = conn.execute(
+        sql.SQL("SELECT min(ts), max(ts) FROM {} WHERE ts >= %s").format(
+            sql.Identifier(schema, "live_clickstream_events")), (horizon,)).fetchone()
+    if first is None:
+        return TouchedLiveWindows()
+    return TouchedLiveWindows.spanning(live_window_slides(first, last), horizon)
+
+
+def refresh_live_windows(conn: psycopg.Connection, touched: TouchedLiveWindows, windows: LiveWindows,
+                         schema: str = GOLD_SCHEMA) -> None:
+    """Recompute the ``touched`` windows of ``windowed_stats`` and ``trending_items`` from
+    ``live_clickstream_events``, in one transaction (a savepoint inside the caller's). Only windows
+    that lie wholly after the horizon the events were applied with are exact: see ``apply_live_events``."""
+    with conn.transaction(), conn.cursor() as cur:
+        _refresh_live_windows(cur, touched, windows, schema)
+
+
+def _refresh_live_windows(cur: psycopg.Cursor, touched: TouchedLiveWindows, windows: LiveWindows,
+                          schema: str) -> None:
+    live = sql.Identifier(schema, "live_clickstream_events")
+    _refresh_live_stats(cur, live, sorted(touched.stats), schema)
+    _refresh_live_trending(cur, live, sorted(touched.trending), windows, schema)
 
 
 def _refresh_live_stats(cur: psycopg.Cursor, live: sql.Identifier, starts: list[datetime], schema: str) -> None:

@@ -20,7 +20,7 @@ from clickrec_platform.settings import Settings, get_settings
 from clickrec_platform.stack.kafka import admin_client
 
 # The settings that differ inside a scratch namespace (hand them to a child process as its environment).
-ISOLATED_FIELDS = ("kafka_topic", "lake_root", "stream_app_id", "gold_schema")
+ISOLATED_FIELDS = ("kafka_topic", "lake_root", "stream_app_id", "gold_schema", "speed_consumer_group")
 
 
 @contextmanager
@@ -30,7 +30,7 @@ def scratch_settings(settings: Settings, prefix: str = "scratch") -> Iterator[Se
     admin.create_topics([NewTopic(tag, settings.kafka_topic_partitions, 1)])[tag].result(30)
     with tempfile.TemporaryDirectory(prefix=f"clickrec-{prefix}-") as lake:
         scratch = settings.model_copy(update={"kafka_topic": tag, "lake_root": lake, "stream_app_id": tag,
-                                              "gold_schema": tag.replace("-", "_")})
+                                              "gold_schema": tag.replace("-", "_"), "speed_consumer_group": tag})
         try:
             yield scratch
         finally:
