@@ -70,8 +70,8 @@ def demo(
     days: Annotated[int | None, typer.Option(
         help="Days of history they span, up to yesterday (default CLICKREC_DEMO_DAYS, 7).")] = None,
     live: Annotated[bool, typer.Option(
-        help="Leave live traffic running in the background: a producer of events stamped now and the stream "
-             "job in continuous mode (`clickrec down` stops them).")] = True,
+        help="Leave live traffic running in the background: a producer of events stamped now, the speed layer "
+             "and the stream job in continuous mode (`clickrec down` stops them).")] = True,
 ) -> None:
     """Run the platform end to end on the local stack: services up, generated traffic through Kafka
     into the lake (bronze → silver → gold) and Postgres, the Dagster graph (features → models →
@@ -130,13 +130,15 @@ def demo(
     if live:
         console.print("Live traffic keeps the live tables, /trending and the dashboard moving until stopped: "
                       "[bold]make down[/] (or [bold]clickrec down[/]) stops it with the stack; "
-                      "[bold]clickrec down live-producer stream[/] stops only the live traffic.", highlight=False)
+                      "[bold]clickrec down live-producer speed-layer stream[/] stops only the live traffic.", highlight=False)
     console.print(f"demo took {time.monotonic() - started:.0f}s")
     status(as_json=False)
 
 
 def _live_metrics_urls(settings) -> list[tuple[str, str]]:
     urls = [("live producer", f"http://{settings.bind_host}:{settings.producer_metrics_port}/metrics")]
+    if settings.speed_metrics_port:
+        urls.append(("speed layer", f"http://{settings.bind_host}:{settings.speed_metrics_port}/metrics"))
     if settings.stream_metrics_port:
         urls.append(("stream job", f"http://{settings.bind_host}:{settings.stream_metrics_port}/metrics"))
     return urls

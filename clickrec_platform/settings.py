@@ -163,11 +163,10 @@ class Settings(BaseSettings):
 
     # `clickrec demo`: the generated world (events of its history), and the live traffic it leaves running
     # (`clickrec down` stops it): a producer averaging demo_live_rate events/s on the daily curve, stamped
-    # now, and the stream job in continuous mode, a live micro-batch every demo_stream_trigger_seconds.
+    # now, the speed layer, and the stream job in continuous mode.
     demo_events: int = 200_000
     demo_days: int = 7
     demo_live_rate: float = 20.0
-    demo_stream_trigger_seconds: float = 2.0
 
     # Which services `clickrec up` runs on this machine; drop one to use an external deployment
     # (e.g. CLICKREC_MANAGED_SERVICES='["postgres","mlflow","dagster-webserver","dagster-daemon"]'

@@ -25,8 +25,13 @@ def produce(bootstrap_servers: str, topic: str, records: list[tuple[bytes, bytes
     producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True,
                          "acks": "all", "linger.ms": 5})
     for key, value in records:
-        producer.produce(topic, value=value, key=key,
-                         on_delivery=lambda err, _msg: err and errors.append(str(err)))
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key,
+                                 on_delivery=lambda err, _msg: err and errors.append(str(err)))
+                break
+            except BufferError:  # the client's queue is full: let deliveries drain it
+                producer.poll(0.5)
     remaining = producer.flush(30)
     assert remaining == 0 and not errors, f"undelivered: {remaining}, errors: {errors[:3]}"
 
@@ -88,3 +93,29 @@ def stream_process(settings, log_path, *args: str, metrics_port: int | None = No
     with open(log_path, "ab") as log:  # a file, not a pipe: an unread pipe fills up and stalls the job
         return subprocess.Popen([sys.executable, "-m", "spark_jobs.clickstream_stream", *args], cwd=PROJECT_ROOT,
                                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def speed_process(settings, log_path, *args: str, metrics_port: int | None = None, **environment: str
+                  ) -> subprocess.Popen:
+    """`python -m clickrec_platform.speed.run ARGS` (one speed-layer consumer) on ``settings``' topic, schema
+    and consumer group, logging to ``log_path``, in a session of its own."""
+    env = {**os.environ, **settings.as_environment(*ISOLATED_FIELDS), **environment}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "clickrec_platform.speed.run", "--metrics-port",
+                                 str(metrics_port or 0), "--log-every", "2", *args], cwd=PROJECT_ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for(what: str, check, timeout_s: float = 120.0, interval_s: float = 0.2, alive=None):
+    """Poll ``check()`` until it returns something truthy (returned); fail naming ``what`` after
+    ``timeout_s``, or at once when ``alive()`` (a process check) says the process under test is gone."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        if alive is not None:
+            alive()
+        last = check()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"waited {timeout_s:.0f}s for {what}; last seen: {last!r}")

@@ -1,9 +1,11 @@
 """The streaming lakehouse job: Kafka → Postgres live tables; Kafka → silver/quarantine and bronze; silver → gold.
 
 Structured Streaming queries, each with its own checkpoint under ``<lake>/_checkpoints/``:
-- ``live`` (continuous mode only, every ``--trigger`` seconds): each micro-batch of Kafka records →
-  the Postgres live tables, in one transaction and without a Delta commit (``LiveBatch``): the
-  latency path, produce → visible in Postgres in seconds;
+- ``live`` (continuous mode with ``--live-query`` only, every ``--trigger`` seconds): each micro-batch
+  of Kafka records → the Postgres live tables, in one transaction and without a Delta commit
+  (``LiveBatch``), produce → visible in seconds. Off by default: the speed layer (``clickrec speed``,
+  ``clickrec_platform/speed/``) keeps the live tables within a second at a fraction of the CPU;
+  ``clickrec bench speed`` measures both side by side;
 - ``ingest`` (every ``--ingest-trigger`` seconds): Kafka records → silver and quarantine, and
   bronze as received (``IngestBatch``, every write idempotent on the batch id); larger batches
   than the live query's, as Delta commits cost about a second each whatever their size;
@@ -56,6 +58,8 @@ class StreamOptions:
     max_offsets_per_trigger: int | None = None
     max_files_per_trigger: int = 256
     starting_offsets: str = "earliest"
+    # The Spark live query (Kafka → Postgres live tables); off by default: the speed layer keeps them.
+    live_query: bool = False
 
 
 def checkpoint(settings: Settings, query: str) -> str:
@@ -161,7 +165,7 @@ def _run(settings: Settings, options: StreamOptions, spark: SparkSession | None,
         "ingest": lambda: start_ingest(spark, settings, options, ingest),
         "gold": lambda: start_gold(spark, settings, options, GoldBatch(settings, catch_up=options.available_now)),
     }
-    if not options.available_now:  # in catch-up, the gold query posts the live tables
+    if options.live_query and not options.available_now:  # in catch-up, the gold query posts the live tables
         starters = {"live": lambda: start_live(spark, settings, options, LiveBatch(settings)), **starters}
     seconds: dict[str, float] = {}
     try:
@@ -199,8 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     parser = argparse.ArgumentParser(prog="clickrec stream", description=__doc__)
     parser.add_argument("--available-now", action="store_true", help="catch up, then stop")
+    parser.add_argument("--live-query", action=argparse.BooleanOptionalAction, default=settings.stream_live_query,
+                        help="also run the Spark live query (Kafka → Postgres live tables) in continuous mode; "
+                             "off by default, as the speed layer (`clickrec speed`) keeps them")
     parser.add_argument("--trigger", type=float, default=settings.stream_trigger_seconds,
-                        help="seconds between live micro-batches (Kafka → Postgres live tables) in continuous mode")
+                        help="seconds between live micro-batches (with --live-query) in continuous mode")
     parser.add_argument("--ingest-trigger", type=float, default=settings.stream_ingest_trigger_seconds,
                         help="seconds between ingest micro-batches (Kafka → silver, bronze) in continuous mode")
     parser.add_argument("--gold-trigger", type=float, default=settings.stream_gold_trigger_seconds,
@@ -215,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics = StreamMetrics()
     if settings.stream_metrics_port:
         metrics.serve(settings.bind_host, settings.stream_metrics_port)
-    options = StreamOptions(available_now=args.available_now, trigger_seconds=args.trigger,
+    options = StreamOptions(available_now=args.available_now, live_query=args.live_query,
+                            trigger_seconds=args.trigger,
                             ingest_trigger_seconds=args.ingest_trigger, gold_trigger_seconds=args.gold_trigger,
                             max_offsets_per_trigger=args.max_offsets_per_trigger,
                             max_files_per_trigger=args.max_files_per_trigger)

@@ -94,9 +94,10 @@ class PartitionProgress:
 
 
 def ensure_offset_tables(conn: psycopg.Connection, schema: str = GOLD_SCHEMA) -> None:
-    """Create the two bookkeeping tables and their comments where missing (idempotent)."""
+    """Create the schema, the two bookkeeping tables and their comments where missing (idempotent)."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"clickrec.speed_layer.{schema}",))
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         for statement in _DDL:
             cur.execute(sql.SQL(statement).format(schema=sql.Identifier(schema)))
         for table, (comment, columns) in _COMMENTS.items():

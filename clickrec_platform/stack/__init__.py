@@ -8,7 +8,7 @@ from clickrec_platform.stack.api_server import ApiService
 from clickrec_platform.stack.dagster_server import DagsterDaemonService, DagsterWebserverService
 from clickrec_platform.stack.dashboard_server import DashboardService
 from clickrec_platform.stack.kafka import KafkaService
-from clickrec_platform.stack.live_traffic import LiveProducerService, StreamJobService
+from clickrec_platform.stack.live_traffic import LiveProducerService, SpeedLayerService, StreamJobService
 from clickrec_platform.stack.mlflow_server import MlflowService
 from clickrec_platform.stack.postgres import PostgresService
 from clickrec_platform.stack.service import Health, LocalService
@@ -18,8 +18,8 @@ SERVICE_TYPES: tuple[type[LocalService], ...] = (
     PostgresService, KafkaService, MlflowService, DagsterWebserverService, DagsterDaemonService, ApiService,
     DashboardService,
 )
-# Started only on request (`clickrec demo`, `clickrec up stream live-producer`), after the stack.
-ON_REQUEST_TYPES: tuple[type[LocalService], ...] = (StreamJobService, LiveProducerService)
+# Started only on request (`clickrec demo`, `clickrec up stream speed-layer live-producer`), after the stack.
+ON_REQUEST_TYPES: tuple[type[LocalService], ...] = (StreamJobService, SpeedLayerService, LiveProducerService)
 
 
 def services(settings: Settings, names: list[str] | None = None, *, on_request: bool = False

@@ -1,9 +1,11 @@
-"""Live traffic that `clickrec demo` leaves running: a paced producer of generated events stamped now, and
-the stream job in continuous mode, so that the live tables, `/trending` and the dashboard keep moving.
+"""Live traffic that `clickrec demo` leaves running: a paced producer of generated events stamped now, the
+speed layer that keeps the Postgres live tables current within a second, and the stream job in continuous
+mode that keeps the lake, so that the live tables, `/trending`, `/recommendations` and the dashboard keep
+moving.
 
-Both are services of the local stack that only start on request (`clickrec demo`, or `clickrec up
-live-producer stream`): a plain `clickrec up` and the tests never start a Spark job. `clickrec down`
-stops them, `clickrec status` shows them while they run.
+They are services of the local stack that only start on request (`clickrec demo`, or `clickrec up
+stream speed-layer live-producer`): a plain `clickrec up` and the tests never start a Spark job.
+`clickrec down` stops them, `clickrec status` shows them while they run.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def _clickrec() -> str:
 
 
 def producer_metrics(url: str, timeout_s: float = 3.0) -> dict[str, float]:
-    """A producer's metrics endpoint as {series name (labels summed): value}."""
+    """A Prometheus metrics endpoint (the live producer's, the speed layer's) as {series name (labels
+    summed): value}."""
     response = httpx.get(url, timeout=timeout_s)
     response.raise_for_status()
     values: dict[str, float] = {}
@@ -84,7 +87,7 @@ class StreamJobService(LocalService):
         s = self.settings
         metrics_port = s.stream_metrics_port
         return ManagedProcess(
-            name=self.name, argv=[_clickrec(), "stream", "--trigger", f"{s.demo_stream_trigger_seconds:g}"],
+            name=self.name, argv=[_clickrec(), "stream"],
             state_dir=s.state_dir, ready=self._spark_started,
             ports=[(s.bind_host, metrics_port)] if metrics_port else [], cmdline_marker="stream",
         )
@@ -99,7 +102,7 @@ class StreamJobService(LocalService):
             return Health(False, "not running")
         if not _java_children(pid):
             return Health(False, "running, but its Spark driver (JVM) is not")
-        return Health(True, f"Spark driver running, trigger {self.settings.demo_stream_trigger_seconds:g}s; "
+        return Health(True, f"Spark driver running, ingest every {self.settings.stream_ingest_trigger_seconds:g}s; "
                             f"{self._last_commit()}")
 
     def _last_commit(self) -> str:
@@ -111,6 +114,42 @@ class StreamJobService(LocalService):
         if not commits:
             return "no micro-batch committed yet"
         return f"last micro-batch committed {time.time() - max(commits):.0f}s ago"
+
+
+class SpeedLayerService(LocalService):
+    """`clickrec speed`: one speed-layer consumer (Kafka → Postgres live tables); healthy while it serves its
+    metrics, which say how far behind the topic's end it is and when it last committed."""
+
+    name = "speed-layer"
+    on_request = True
+
+    @property
+    def url(self) -> str:
+        port = self.settings.speed_metrics_port
+        return f"http://{self.settings.bind_host}:{port}/metrics" if port else f"{self.settings.kafka_topic} → Postgres"
+
+    def process(self) -> ManagedProcess:
+        s = self.settings
+        port = s.speed_metrics_port
+        return ManagedProcess(name=self.name, argv=[_clickrec(), "speed", "--metrics-port", str(port or 0)],
+                              state_dir=s.state_dir, ready=lambda: self.health().ok,
+                              ports=[(s.bind_host, port)] if port else [], cmdline_marker="speed")
+
+    def health(self) -> Health:
+        if self.process().pid() is None:
+            return Health(False, "not running")
+        if not self.settings.speed_metrics_port:
+            return Health(True, "running (no metrics port to ask)")
+        try:
+            metrics = producer_metrics(self.url)
+        except httpx.HTTPError as exc:
+            return Health(False, f"metrics: {type(exc).__name__}: {exc}")
+        last = metrics.get("clickrec_speed_last_commit_timestamp_seconds", 0.0)
+        committed = f"last commit {time.time() - last:.0f}s ago" if last else "no batch committed yet"
+        return Health(True, f"lag {metrics.get('clickrec_speed_kafka_lag_records', 0):,.0f} records, {committed}, "
+                            f"{metrics.get('clickrec_speed_records_total', 0):,.0f} records consumed "
+                            f"({metrics.get('clickrec_speed_rejected_total', 0):,.0f} rejected), "
+                            f"group {self.settings.speed_consumer_group}")
 
 
 def _java_children(pid: int) -> list[int]:

@@ -53,7 +53,7 @@ def test_live_traffic_starts_only_on_request_and_down_and_status_cover_it(fresh)
     names = [s.name for s in services(fresh)]
     assert "stream" not in names and "live-producer" not in names  # a plain `up` (and the tests) start no Spark
     everything = services(fresh, on_request=True)
-    assert [s.name for s in everything] == [*names, "stream", "live-producer"]  # `down` stops them first
+    assert [s.name for s in everything] == [*names, "stream", "speed-layer", "live-producer"]  # `down`: first
     assert [s.name for s in services(fresh, ["live-producer", "stream"])] == ["stream", "live-producer"]
     assert all(s.managed for s in everything if s.on_request)  # whatever CLICKREC_MANAGED_SERVICES says
     assert not services(fresh.model_copy(update={"managed_services": []}), ["stream"])[0].health().ok
@@ -66,4 +66,12 @@ def test_the_live_producer_runs_the_demo_world_live_with_its_metrics(fresh):
     assert argv[1:] == ["produce", "--source", "synthetic", "--mode", "live", "--rate", "7.5", "--events", "20000",
                         "--days", "30", "--no-progress", "--metrics", "--metrics-port", "9999"]
     assert producer.url == "http://127.0.0.1:9999/metrics"
-    assert list(stream.process().argv)[1:] == ["stream", "--trigger", f"{settings.demo_stream_trigger_seconds:g}"]
+    assert list(stream.process().argv)[1:] == ["stream"]
+
+
+def test_the_speed_layer_serves_its_metrics_on_the_configured_port(fresh):
+    speed, = services(fresh.model_copy(update={"speed_metrics_port": 9998}), ["speed-layer"])
+    assert list(speed.process().argv)[1:] == ["speed", "--metrics-port", "9998"]
+    assert speed.url == "http://127.0.0.1:9998/metrics"
+    assert speed.managed and speed.on_request
+    assert not speed.health().ok  # not running
