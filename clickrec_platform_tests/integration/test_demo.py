@@ -74,6 +74,7 @@ def demo(stack: Settings, tmp_path: Path) -> Iterator[Demo]:
         "CLICKREC_API_PORT": str(free_port()), "CLICKREC_API_WORKERS": "1",
         "CLICKREC_DASHBOARD_PORT": str(free_port()), "CLICKREC_PRODUCER_METRICS_PORT": str(free_port()),
         "CLICKREC_STREAM_METRICS_PORT": str(free_port()), "CLICKREC_DEMO_LIVE_RATE": str(LIVE_RATE),
+        "CLICKREC_SPEED_METRICS_PORT": str(free_port()), "CLICKREC_SPEED_CONSUMER_GROUP": tag,
     }
     with scratch_process_settings(tmp_path, "demo", **environment) as settings:
         demo = Demo(settings, {**os.environ, "OPENBLAS_NUM_THREADS": "1"})
@@ -101,11 +102,13 @@ def test_the_demo_runs_end_to_end_and_leaves_live_traffic_running(demo, capsys):
     assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
     out = result.stdout
 
-    # Every service answers: the stack's, and the demo's own API, dashboard, stream job and live producer.
+    # Every service answers: the stack's, and the demo's own API, dashboard, stream job, speed layer and live
+    # producer.
     status = demo.clickrec("status", "--json")
     rows = {row["service"]: row for row in json.loads(status.stdout)}
     assert status.returncode == 0 and all(row["healthy"] for row in rows.values()), rows
-    assert rows["stream"]["pid"] and rows["live-producer"]["pid"], "live traffic runs in the background"
+    assert all(rows[name]["pid"] for name in ("stream", "speed-layer", "live-producer")), \
+        "live traffic runs in the background"
 
     # Real answers from the demo's API, over what this demo published.
     schema = sql.Identifier(demo.settings.gold_schema)
@@ -130,7 +133,7 @@ def test_the_demo_runs_end_to_end_and_leaves_live_traffic_running(demo, capsys):
         time.sleep(1)
     assert later > first, f"no live deliveries in 30s ({first})"
 
-    # The stream job carries them on, into the live tables that the API and the dashboard read: events
+    # The speed layer carries them on, into the live tables that the API and the dashboard read: events
     # stamped after the demo began (its history ends yesterday) reach them.
     def latest_event() -> datetime | None:
         with psycopg.connect(demo.settings.postgres_dsn()) as conn:

@@ -305,10 +305,10 @@ def test_metrics_after_traffic_and_an_alert_when_the_job_fails(stream_settings, 
                 time.sleep(0.5)
             assert len(now) == s.kafka_topic_partitions and all(v == 0 for v in now.values()), now
 
-            # Break a live table under the running job: the next batch fails, and so does the job.
+            # Break a Postgres table under the running job: the next gold batch fails, and so does the job.
             with psycopg.connect(s.postgres_dsn(), autocommit=True) as conn:
-                conn.execute(sql.SQL("ALTER TABLE {} RENAME TO broken_recent_items").format(
-                    sql.Identifier(s.gold_schema, "user_recent_items")))
+                conn.execute(sql.SQL("ALTER TABLE {} RENAME TO broken_event_statistics").format(
+                    sql.Identifier(s.gold_schema, "event_statistics")))
             more, _valid, _bad = message_mix(200, seed=6)
             produce(s.kafka_bootstrap_servers, s.kafka_topic, more)
             assert job.wait(timeout=180) == 1, log_path.read_text()[-3000:]
@@ -317,4 +317,4 @@ def test_metrics_after_traffic_and_an_alert_when_the_job_fails(stream_settings, 
                 os.killpg(job.pid, signal.SIGKILL)
     assert len(received) == 1, received
     text = received[0]["text"]
-    assert "stream job failed" in text and "user_recent_items" in text and s.kafka_topic in text
+    assert "stream job failed" in text and "event_statistics" in text and s.kafka_topic in text
