@@ -525,16 +525,21 @@ def bench_stream_catchup(
         console.print(line, highlight=False)
 
 
-@bench.command("stream-latency")
-def bench_stream_latency(
-    probes: Annotated[int, typer.Option(help="Probe events to time.")] = 40,
+@bench.command("speed")
+def bench_speed(
+    probes: Annotated[int, typer.Option(help="Probe events to time, per live path.")] = 40,
     background_rate: Annotated[float, typer.Option(help="Background events/s while probing.")] = 500.0,
-    trigger: Annotated[float, typer.Option(help="Micro-batch trigger interval in seconds.")] = 1.0,
+    throughput_events: Annotated[int, typer.Option(
+        help="Events for one consumer's throughput (0: skip).")] = 500_000,
+    spark_trigger: Annotated[float, typer.Option(help="The Spark live query's trigger interval in seconds.")] = 1.0,
+    spark: Annotated[bool, typer.Option(help="Measure the Spark live query beside the speed layer.")] = True,
 ) -> None:
-    """Continuous mode: seconds from produce to the row visible in Postgres, p50/p95."""
-    from clickrec_platform.benchmarks.stream import run_latency_benchmark
+    """The live path: produce → visible in Postgres p50/p95 and CPU per 1,000 events, speed layer and Spark
+    live query side by side; one speed-layer consumer's throughput."""
+    from clickrec_platform.benchmarks.live_path import run_speed_benchmark
 
-    for line in run_latency_benchmark(get_settings(), probes, background_rate, trigger):
+    for line in run_speed_benchmark(get_settings(), probes, background_rate, throughput_events, spark_trigger,
+                                    spark=spark):
         console.print(line, highlight=False)
 
 

@@ -31,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import psycopg
@@ -74,6 +75,7 @@ class DecodedBatch:
     next_offsets: dict[int, int] = field(default_factory=dict)
     valid_by_partition: Counter = field(default_factory=Counter)
     rejected_by_partition: Counter = field(default_factory=Counter)
+    decode_seconds: float = 0.0
 
     @property
     def records(self) -> int:
@@ -83,6 +85,7 @@ class DecodedBatch:
 def decode_batch(messages: Sequence[Message]) -> DecodedBatch:
     """Decode records (errors already filtered out) with the contract's decoder; the valid ones as an
     Arrow table of ``LIVE_EVENT_COLUMNS``, the others counted by reason."""
+    started = time.perf_counter()
     columns: list[list] = [[] for _ in _EVENT_SCHEMA.names]
     batch = DecodedBatch(events=pa.table({}))
     for message in messages:
@@ -103,6 +106,7 @@ def decode_batch(messages: Sequence[Message]) -> DecodedBatch:
                                                                                       strict=True)],
                                  schema=_EVENT_SCHEMA)
     batch.events = table.set_column(1, "ts", table.column("ts").cast(_TS))
+    batch.decode_seconds = time.perf_counter() - started
     return batch
 
 
@@ -116,6 +120,7 @@ class BatchApplied:
     live: LiveApplied
     windows_refreshed: int  # windowed_stats + trending_items windows recomputed in the same transaction
     seconds: float
+    next_offsets: dict[int, int]  # partition → offset after the batch's last record
 
 
 class SpeedLayer:
@@ -149,6 +154,7 @@ class SpeedLayer:
         self._last_refresh = 0.0
         self._conn: psycopg.Connection | None = None
         self._consumer: Consumer | None = None
+        self._in_flight: Future | None = None
 
     # The loop ------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -161,26 +167,46 @@ class SpeedLayer:
         self._consumer = consumer = Consumer(self.consumer_config, logger=log)
         consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_revoke)
-        try:
-            while not stop.is_set():
-                messages = self._poll(consumer)
-                try:
-                    if messages:
-                        self._apply(messages)
-                    elif self.pending and self._refresh_due():
-                        self._refresh_alone()
-                except Fenced as fenced:
-                    self._problem("fenced", f"batch rolled back: {fenced}")
-                    self._rewind()
-                except psycopg.OperationalError as error:
-                    self._problem("postgres", f"Postgres: {error}".strip())
-                    self._drop_connection()
-                    if self._connection(stop) is None:
-                        return
-                    self._rewind()
-        finally:
-            consumer.close()  # leaves the group at once, so the others take the partitions over
-            self._drop_connection()
+        # One batch is applied in this worker while the loop polls and decodes the next: the decode's CPU
+        # and Postgres's work overlap (psycopg releases the GIL while it waits).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="speed-apply") as worker:
+            try:
+                while not stop.is_set():
+                    messages = self._poll(consumer)
+                    batch = decode_batch(messages) if messages else None
+                    try:
+                        self._finish_in_flight()  # the previous batch's failure surfaces here
+                        if batch is not None:
+                            self._in_flight = worker.submit(self._apply, batch)
+                        elif self.pending and self._refresh_due():
+                            self._refresh_alone()
+                    except Fenced as fenced:
+                        self._problem("fenced", f"batch rolled back: {fenced}")
+                        self._rewind()  # the decoded batch after the failed one goes too
+                    except psycopg.OperationalError as error:
+                        self._problem("postgres", f"Postgres: {error}".strip())
+                        self._drop_connection()
+                        if self._connection(stop) is None:
+                            return
+                        self._rewind()
+                self._settle()
+            finally:
+                consumer.close()  # leaves the group at once, so the others take the partitions over
+                self._drop_connection()
+
+    def _finish_in_flight(self) -> None:
+        """Wait for the batch being applied; raise what failed it."""
+        future, self._in_flight = self._in_flight, None
+        if future is not None:
+            # Kafka's informational commit is made here, by the thread that polls: librdkafka calls from
+            # the worker while this thread serves a rebalance callback would wait on each other.
+            self._commit_to_kafka(future.result())
+
+    def _settle(self) -> None:
+        """Wait for the batch being applied, without raising: a rebalance callback must not change the
+        partitions, nor read the offsets, under a transaction in flight. A failure stays for the loop."""
+        if self._in_flight is not None:
+            wait([self._in_flight])
 
     def _poll(self, consumer: Consumer) -> list[Message]:
         """What has arrived, up to ``max_batch``: waits for the first record only."""
@@ -202,9 +228,8 @@ class SpeedLayer:
             self.on_lag(self._lag(consumer))
         return records
 
-    def _apply(self, messages: list[Message]) -> BatchApplied:
+    def _apply(self, batch: DecodedBatch) -> BatchApplied:
         started = time.perf_counter()
-        batch = decode_batch(messages)
         advances = [PartitionAdvance(partition=p, expected=self.positions.get(p), next_offset=batch.next_offsets[p],
                                      valid=batch.valid_by_partition[p], rejected=batch.rejected_by_partition[p])
                     for p in sorted(batch.next_offsets)]
@@ -228,10 +253,10 @@ class SpeedLayer:
             self._last_refresh = time.monotonic()
         for advance in advances:
             self.positions[advance.partition] = advance.next_offset
-        self._commit_to_kafka(batch.next_offsets)
         result = BatchApplied(records=batch.records, valid=batch.events.num_rows, rejected=batch.rejected,
                               live=applied, windows_refreshed=len(refreshed.stats) + len(refreshed.trending),
-                              seconds=time.perf_counter() - started)
+                              seconds=batch.decode_seconds + time.perf_counter() - started,
+                              next_offsets=batch.next_offsets)
         if self.on_batch:
             self.on_batch(result)
         return result
@@ -247,6 +272,7 @@ class SpeedLayer:
     # Partitions -----------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start each assigned partition where Postgres says the last committed batch ended."""
+        self._settle()
         stored = self._stored([p.partition for p in partitions])
         for p in partitions:
             p.offset = stored.get(p.partition, OFFSET_BEGINNING)
@@ -256,6 +282,7 @@ class SpeedLayer:
             f"{p.partition}@{'start' if p.offset == OFFSET_BEGINNING else p.offset}" for p in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle()  # the batch in flight commits (or fails) before another consumer takes over
         for p in partitions:
             self.positions.pop(p.partition, None)
         log.info("revoked %s[%s]", self.topic, ", ".join(str(p.partition) for p in partitions))
@@ -274,10 +301,10 @@ class SpeedLayer:
             except KafkaException as error:  # not fetching yet: the assignment's own offset applies
                 log.warning("seek %s[%d] to %s: %s", self.topic, partition, offset, error)
 
-    def _commit_to_kafka(self, next_offsets: dict[int, int]) -> None:
+    def _commit_to_kafka(self, batch: BatchApplied) -> None:
         """Informational: lets Kafka's lag tools see the group's position. Postgres holds the truth."""
         try:
-            self._consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in next_offsets.items()],
+            self._consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in batch.next_offsets.items()],
                                   asynchronous=True)
         except KafkaException as error:
             log.debug("informational offset commit: %s", error)
@@ -302,6 +329,9 @@ class SpeedLayer:
             try:
                 self._conn = psycopg.connect(self.settings.postgres_dsn(), autocommit=True, connect_timeout=10,
                                              application_name=f"clickrec-speed-{self.group}")
+                # A commit need not wait for its WAL flush: a server crash can only lose the latest
+                # transactions whole, offsets included, and Kafka still has their records to apply again.
+                self._conn.execute("SET synchronous_commit TO off")
             except psycopg.OperationalError as error:
                 delay = _RECONNECT_BACKOFF_S[min(attempt, len(_RECONNECT_BACKOFF_S) - 1)]
                 self._problem("postgres", f"connect: {str(error).strip()}; again in {delay}s")
