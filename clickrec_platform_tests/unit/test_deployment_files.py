@@ -37,10 +37,11 @@ API_METRICS_MODULE = PROJECT_ROOT / "clickrec_platform" / "serving" / "api" / "m
 PLATFORM_IMAGE = "clickrec-platform"
 # The services of the platform image that are configured by settings alone. mlflow is the MLflow
 # server's own CLI (configured by MLflow's variables); `init` is a one-shot helper.
-SETTINGS_CONFIGURED = {"api", "stream", "dagster-webserver", "dagster-daemon", "dashboard", "producer", "init"}
+SETTINGS_CONFIGURED = {"api", "stream", "speed-layer", "dagster-webserver", "dagster-daemon", "dashboard", "producer",
+                       "init"}
 MLFLOW_OWN_VARIABLES = {"MLFLOW_BACKEND_STORE_URI", "MLFLOW_SERVER_ALLOWED_HOSTS"}
 EXPECTED_SERVICES = {"kafka", "postgres", "spark-master", "spark-worker", "dagster-webserver", "dagster-daemon",
-                     "mlflow", "api", "dashboard", "stream", "prometheus", "grafana"}
+                     "mlflow", "api", "dashboard", "stream", "speed-layer", "prometheus", "grafana"}
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -171,9 +172,36 @@ def stream_exported_names() -> set[str]:
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
 
 
+def speed_exported_names() -> set[str]:
+    """The series names the speed layer exposes, from its registry after one recorded batch."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from prometheus_client import generate_latest
+
+    from clickrec_platform.speed.metrics import SpeedMetrics
+
+    metrics = SpeedMetrics()
+    metrics.record_batch(SimpleNamespace(valid=2, rejected=Counter(malformed_json=1), live=SimpleNamespace(inserted=2),
+                                         windows_refreshed=1, seconds=0.01))
+    metrics.record_lag({0: 0})
+    metrics.record_problem("postgres")
+    text = generate_latest(metrics.registry).decode()
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_the_speed_layer_exports_what_its_module_documents():
+    from clickrec_platform.speed import metrics
+
+    documented = set(re.findall(r"``(clickrec_speed_\w+)``", metrics.__doc__))
+    exported = {re.sub(r"_(bucket|count|sum)$", "", name) for name in speed_exported_names()
+                if not name.endswith("_created")}
+    assert documented == exported
+
+
 def exported_names() -> set[str]:
     """Every series the platform's own services export."""
-    return api_exported_names() | producer_exported_names() | stream_exported_names()
+    return api_exported_names() | producer_exported_names() | stream_exported_names() | speed_exported_names()
 
 
 def promql_metric_names(expr: str) -> set[str]:
