@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from clickrec_platform.lake.delta_log import latest_version
 from clickrec_platform.lake.silver import silver_overview
+from clickrec_platform.lake.table_versions import latest_version
 from clickrec_platform.lake.tables import SILVER_EVENTS
 from clickrec_platform.settings import Settings
 
@@ -32,7 +32,7 @@ class PartitionRange:
 
 def silver_event_dates(settings: Settings) -> PartitionRange | None:
     """The first and last event dates in silver.events (None while it is empty or missing)."""
-    if latest_version(SILVER_EVENTS.path(settings)) is None:
+    if latest_version(SILVER_EVENTS.path(settings), settings) is None:
         return None
     silver = silver_overview(settings)
     if silver.first_event_date is None:

@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     spark_shuffle_partitions: int = 4
     spark_ui_enabled: bool = False
     lake_root: str | None = None
+    # An object-store lake (lake_root `s3a://bucket/prefix`): how readers outside Spark (delta-rs) reach
+    # it. Unset fields fall back to delta-rs's own AWS_* environment variables and credential chain.
+    s3_endpoint: str | None = None  # any S3-compatible store, e.g. http://127.0.0.1:9000; None: AWS S3
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str | None = None
+    s3_path_style: bool = True  # `<endpoint>/<bucket>/<key>`, which S3Proxy and MinIO need; false: virtual-hosted
+    s3_allow_http: bool = False  # a plain-http endpoint (a local store)
 
     # Streaming job (spark_jobs/clickstream_stream.py)
     stream_trigger_seconds: float = 2.0  # live micro-batches (Kafka → Postgres live tables): the latency path

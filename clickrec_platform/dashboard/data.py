@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
@@ -318,10 +317,11 @@ def silver_counts(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """From silver.events: events per (hour of day UTC, event), and events and distinct visitors per
     funnel event."""
     from clickrec_platform.lake import duck
+    from clickrec_platform.lake.storage import table_exists
     from clickrec_platform.lake.tables import SILVER_EVENTS
 
     path = SILVER_EVENTS.path(settings)
-    if "://" not in path and not (Path(path) / "_delta_log").is_dir():
+    if not table_exists(path, settings):
         raise Unavailable(f"silver.events does not exist yet at {path}: {STREAM_HINT}.")
     scan = "delta_scan('" + path.replace("'", "''") + "')"
     funnel_events = ", ".join(f"'{event}'" for event, _ in FUNNEL_STEPS)

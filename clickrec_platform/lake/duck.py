@@ -10,6 +10,9 @@ from pathlib import Path
 
 import duckdb
 
+from clickrec_platform.lake.storage import delta_tables_under
+from clickrec_platform.settings import Settings
+
 
 def delta_extension_path() -> Path:
     import duckdb_ext
@@ -32,25 +35,18 @@ def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     return con
 
 
-def delta_tables(lake_root: str | Path) -> list[tuple[str, str, Path]]:
-    """(layer, name, path) of every Delta table directly under ``<lake>/<layer>/``."""
-    root = Path(lake_root)
-    return sorted((log.parent.parent.name, log.parent.name, log.parent)
-                  for log in root.glob("*/*/_delta_log") if not log.parent.parent.name.startswith("_"))
-
-
-def register_lake(con: duckdb.DuckDBPyConnection, lake_root: str | Path) -> list[str]:
-    """A view per Delta table, named ``<layer>.<name>`` (``silver.events``); returns the names."""
+def register_lake(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
+    """A view per Delta table of the settings' lake, named ``<layer>.<name>`` (``silver.events``); returns the names."""
     names = []
-    for layer, name, path in delta_tables(lake_root):
+    for layer, name, path in delta_tables_under(settings.lake_uri, settings):
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
         con.execute(f"""CREATE OR REPLACE VIEW "{layer}"."{name}" AS SELECT * FROM delta_scan('{path}')""")
         names.append(f"{layer}.{name}")
     return names
 
 
-def lake_connection(settings) -> duckdb.DuckDBPyConnection:
+def lake_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with every table of the settings' lake as a view: the notebook entry point."""
     con = connect()
-    register_lake(con, settings.lake_uri)
+    register_lake(con, settings)
     return con

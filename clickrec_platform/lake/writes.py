@@ -9,8 +9,6 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clickrec_platform.lake.delta_log import latest_version
-
 
 def exists(spark: SparkSession, path: str) -> bool:
     from delta.tables import DeltaTable
@@ -18,14 +16,21 @@ def exists(spark: SparkSession, path: str) -> bool:
     return DeltaTable.isDeltaTable(spark, path)
 
 
-def overwrite(frame: DataFrame, path: str, *, description: str = "") -> int | None:
+def _committed_version(spark: SparkSession, path: str) -> int:
+    """The version of the table's last commit, read by the Spark that wrote it (local or object store alike)."""
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, path).history(1).head().version
+
+
+def overwrite(frame: DataFrame, path: str, *, description: str = "") -> int:
     """Replace the whole table (schema included) in one commit; returns the new version."""
     (frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
      .option("userMetadata", description or None).save(path))
-    return latest_version(path)
+    return _committed_version(frame.sparkSession, path)
 
 
-def replace_date_range(frame: DataFrame, path: str, column: str, start: date, end: date) -> int | None:
+def replace_date_range(frame: DataFrame, path: str, column: str, start: date, end: date) -> int:
     """Replace exactly the partitions `start <= column < end` with `frame`, in one commit.
 
     Every row of `frame` must fall inside the range (Delta's replaceWhere refuses the write
@@ -36,7 +41,7 @@ def replace_date_range(frame: DataFrame, path: str, column: str, start: date, en
     if not exists(frame.sparkSession, path):
         writer = writer.partitionBy(column)
     writer.save(path)
-    return latest_version(path)
+    return _committed_version(frame.sparkSession, path)
 
 
 def from_pandas(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:

@@ -23,7 +23,7 @@ import psycopg
 import pyarrow as pa
 
 from clickrec_platform.lake import duck
-from clickrec_platform.lake.delta_log import latest_version
+from clickrec_platform.lake.table_versions import latest_version
 from clickrec_platform.lake.tables import table_path
 from clickrec_platform.serving.live_tables import ensure_live_tables
 from clickrec_platform.serving.publish import (
@@ -233,7 +233,7 @@ def open_source(settings: Settings, name: str) -> Iterator[GoldSource]:
     """The rows to publish as ``name``, streamed from the lake; ``SourceMissing`` when a Delta table
     it needs was never written."""
     paths = [table_path(settings, layer, table) for layer, table in SOURCES[name]]
-    versions = [latest_version(path) for path in paths]
+    versions = [latest_version(path, settings) for path in paths]
     missing = [path for path, version in zip(paths, versions, strict=True) if version is None]
     if missing:
         raise SourceMissing(f"{name}: no Delta table at {', '.join(missing)} yet")

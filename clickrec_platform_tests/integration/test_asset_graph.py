@@ -178,13 +178,13 @@ def _metadata_of_failed_checks(result: dg.ExecuteInProcessResult) -> dict[str, s
 
 def test_observing_silver_records_its_delta_version_rows_and_freshness(spark, lake):
     from clickrec_platform.definitions import defs
-    from clickrec_platform.lake.delta_log import latest_version
+    from clickrec_platform.lake.table_versions import latest_version
 
     result = defs.resolve_job_def("observe_silver_events").execute_in_process(
         instance=dg.DagsterInstance.ephemeral())
     (observation,) = [e.event_specific_data.asset_observation for e in result.all_events
                       if e.event_type_value == "ASSET_OBSERVATION"]
-    assert observation.tags["dagster/data_version"] == str(latest_version(SILVER_EVENTS.path(lake)))
+    assert observation.tags["dagster/data_version"] == str(latest_version(SILVER_EVENTS.path(lake), lake))
     rows = spark.read.format("delta").load(SILVER_EVENTS.path(lake)).count()
     assert observation.metadata["row_count"].value == rows
     (fresh,) = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]

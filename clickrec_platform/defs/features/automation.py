@@ -4,7 +4,7 @@ import dagster as dg
 
 from clickrec_platform.defs.ingest.sources import SILVER_EVENTS_KEY
 from clickrec_platform.defs.partitions import EVENT_DATES
-from clickrec_platform.lake.delta_log import partitions_added_since
+from clickrec_platform.lake.table_versions import partitions_added_since
 from clickrec_platform.lake.tables import SILVER_EVENTS
 from clickrec_platform.settings import get_settings
 
@@ -31,9 +31,10 @@ daily_training_schedule = dg.build_schedule_from_partitioned_job(
            description="Starts the training graph for the event dates that silver.events gained since the last "
                        "run (one run over their range), reading the Delta log.")
 def silver_events_sensor(context: dg.SensorEvaluationContext):
-    path = SILVER_EVENTS.path(get_settings())
+    settings = get_settings()
+    path = SILVER_EVENTS.path(settings)
     seen = int(context.cursor) if context.cursor else None
-    added = partitions_added_since(path, seen, "event_date")
+    added = partitions_added_since(path, settings, seen, "event_date")
     if added is None:  # the log was cleaned up past our cursor: which dates changed is unknown
         return dg.SkipReason("the silver.events log no longer holds the commits since the last run: "
                              "backfill the event dates from the UI or `clickrec materialize`")

@@ -10,8 +10,8 @@ import dagster as dg
 
 from clickrec_platform.defs import checks
 from clickrec_platform.defs.resources import LakeResource
-from clickrec_platform.lake.delta_log import latest_version
 from clickrec_platform.lake.silver import silver_overview
+from clickrec_platform.lake.table_versions import latest_version
 from clickrec_platform.lake.tables import SILVER_EVENTS
 
 kafka_clickstream = dg.AssetSpec(
@@ -46,7 +46,7 @@ FRESHNESS = "fresh"
 def silver_events(lake: LakeResource):
     settings = lake.settings()
     path = SILVER_EVENTS.path(settings)
-    version = latest_version(path)
+    version = latest_version(path, settings)
     if version is None:
         yield dg.ObserveResult(asset_key=SILVER_EVENTS_KEY, metadata={"path": path, "exists": False})
         yield checks.result(FRESHNESS, False, warn_only=True, reason="silver.events does not exist yet")

@@ -11,7 +11,7 @@ from clickrec_platform.defs import checks
 from clickrec_platform.defs.features.assets import ITEM_FEATURES_KEY, TRAINING_SPLITS_KEY
 from clickrec_platform.defs.resources import LakeResource, SparkResource
 from clickrec_platform.lake import duck
-from clickrec_platform.lake.delta_log import latest_version
+from clickrec_platform.lake.table_versions import latest_version
 from clickrec_platform.lake.tables import (
     GOLD_ITEM_FEATURES,
     GOLD_POPULAR_ITEMS,
@@ -74,8 +74,8 @@ def models(context: dg.AssetExecutionContext, lake: LakeResource):
     settings = lake.settings()
     splits = _read(settings, GOLD_TRAINING_SPLITS)
     items = _read(settings, GOLD_ITEM_FEATURES, "item_id, category_id")
-    data_versions = {"gold.training_splits": latest_version(GOLD_TRAINING_SPLITS.path(settings)),
-                     "silver.events": latest_version(SILVER_EVENTS.path(settings))}
+    data_versions = {"gold.training_splits": latest_version(GOLD_TRAINING_SPLITS.path(settings), settings),
+                     "silver.events": latest_version(SILVER_EVENTS.path(settings), settings)}
     run_id = context.run.run_id
     training = train_candidates(
         splits, items, with_champion_config(settings.training_models, settings.registered_model_name,
