@@ -15,7 +15,9 @@ from clickrec_platform.recommend.session.evaluate import (
     target_ranks,
 )
 from clickrec_platform.recommend.session.knn import SKNN
-from clickrec_platform.recommend.session.protocol import Sessions
+from clickrec_platform.recommend.session.protocol import SessionData, SessionProtocol, Sessions
+from clickrec_platform.recommend.session.rules import SequentialRules
+from clickrec_platform.recommend.session.search import grid_search
 
 
 def _evaluation(ranks: list[int], sessions: list[int], list_length: int = 20) -> NextItemEvaluation:
@@ -93,3 +95,14 @@ def test_evaluate_reports_progress() -> None:
     evaluate_next_item(Popularity().fit(train), Sessions.from_lists([[0, 1, 2]] * 3, n_items=3), chunk=4,
                        on_progress=seen.append)
     assert seen == [4, 2]
+
+
+def test_grid_search_scores_on_validation_and_ranks_best_first() -> None:
+    # Validation always continues 0 -> 1; training holds 0 -> 1 once and 0 -> 2 twice. SR with
+    # pruning 1 keeps only 0 -> 2 (a miss); with pruning 2 it finds 1 at rank 2.
+    train = Sessions.from_lists([[0, 1], [0, 2], [0, 2]], n_items=3)
+    validation = Sessions.from_lists([[0, 1]] * 2, n_items=3)
+    data = SessionData(SessionProtocol(), np.arange(3), train, validation, validation, validation, 0, 0)
+    trials = grid_search(SequentialRules, {"pruning": [1, 2]}, data, metric="mrr@20", fixed={"steps": 1})
+    assert [t.params for t in trials] == [{"steps": 1, "pruning": 2}, {"steps": 1, "pruning": 1}]
+    assert [t.value for t in trials] == pytest.approx([0.5, 0.0])

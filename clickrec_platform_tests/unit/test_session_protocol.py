@@ -130,3 +130,9 @@ def test_protocol_rejects_nonsense() -> None:
         SessionProtocol(gap_minutes=0)
     with pytest.raises(ValueError):
         SessionProtocol(event_types=())
+
+
+def test_session_ids_can_be_ignored_as_session_rec_has_none() -> None:
+    events = _events([(1, "x", 0, "view", 1), (1, "y", MIN, "view", 2)])
+    assert sessionize(events, 30, split_on_session_id=False).tolist() == [0, 0]
+    assert sessionize(events, 30).tolist() == [0, 1]

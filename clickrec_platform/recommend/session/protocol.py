@@ -5,9 +5,10 @@ of session-based recommendation algorithms", UMUAI 2021; `preprocessing/session_
 preprocess_retailrocket.py`: `load_data`, `filter_data`, `split_data`) so that our numbers can be
 put beside published ones:
 
-1. **Sessions** are cut over *all* of a visitor's events in time order, at a change of
-   `session_id` (where both events carry one) or after more than `gap_minutes` idle; only then are
-   the configured event types kept (session-rec cuts on every event, then keeps views).
+1. **Sessions** are cut over *all* of a visitor's events in time order, after more than
+   `gap_minutes` idle or at a change of `session_id` (where both events carry one; session-rec's
+   data has no such id, so `split_on_session_id=False` reproduces it exactly); only then are the
+   configured event types kept (session-rec cuts on every event, then keeps views).
 2. **Filters**, in session-rec's order, one pass each (not iterated to a fixed point): drop
    sessions of length 1, then items with fewer than `min_item_support` events (events, not
    sessions), then sessions shorter than `min_session_length`.
@@ -42,6 +43,9 @@ class SessionProtocol:
 
     event_types: tuple[str, ...] = ("view",)
     gap_minutes: float = 30.0
+    # Also cut where `session_id` changes. RetailRocket's files carry no session id, so session-rec
+    # (and the issue's reference figures, run on `clickrec generate`'s events.csv) cut on gaps only.
+    split_on_session_id: bool = True
     min_session_length: int = 2
     min_item_support: int = 5
     test_days: float = 2.0
@@ -188,17 +192,18 @@ class SessionData:
             "train_sessions": len(self.train),
             "train_events": len(self.train.items),
             "validation_sessions": len(self.validation),
+            "train_full_sessions": len(self.train) + len(self.validation_full),
             "test_sessions": len(self.test),
             "test_events": len(self.test.items),
             "test_predictions": int((self.test.lengths - 1).sum()),
         }
 
 
-def sessionize(events: pd.DataFrame, gap_minutes: float = 30.0) -> np.ndarray:
+def sessionize(events: pd.DataFrame, gap_minutes: float = 30.0, split_on_session_id: bool = True) -> np.ndarray:
     """A session number per event row (same order as `events`), numbered in (visitor, time) order.
 
     A new session starts at a new visitor, after more than `gap_minutes` without an event, or
-    where `session_id` changes between two events that both carry one.
+    where `session_id` changes between two events that both carry one (if `split_on_session_id`).
     """
     visitor = events["visitor_id"].to_numpy(dtype=np.int64)
     ts = events["ts"].to_numpy(dtype=np.int64)
@@ -206,7 +211,7 @@ def sessionize(events: pd.DataFrame, gap_minutes: float = 30.0) -> np.ndarray:
     visitor, ts = visitor[order], ts[order]
     new = np.ones(len(order), dtype=bool)
     new[1:] = (visitor[1:] != visitor[:-1]) | (np.diff(ts) > gap_minutes * MS_PER_MINUTE)
-    if "session_id" in events.columns:
+    if split_on_session_id and "session_id" in events.columns:
         codes, _ = pd.factorize(events["session_id"].to_numpy(dtype=object)[order])  # null -> -1
         both_known = (codes[1:] >= 0) & (codes[:-1] >= 0)
         new[1:] |= both_known & (codes[1:] != codes[:-1])
@@ -241,7 +246,7 @@ def build_sessions(events: pd.DataFrame, protocol: SessionProtocol | None = None
     missing = {"visitor_id", "ts", "event", "item_id"} - set(events.columns)
     if missing:
         raise ValueError(f"events lack column(s) {sorted(missing)}")
-    number = sessionize(events, protocol.gap_minutes)
+    number = sessionize(events, protocol.gap_minutes, protocol.split_on_session_id)
     kept_type = events["event"].astype(object).isin(protocol.event_types).to_numpy()
     kept_type &= events["item_id"].notna().to_numpy()
     frame = pd.DataFrame(
