@@ -555,7 +555,7 @@ def bench_sessions(
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     for line in result.lines():
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)  # a table: never wrapped
 
 
 @app.command()
