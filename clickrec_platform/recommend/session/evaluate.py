@@ -69,8 +69,7 @@ class NextItemEvaluation:
     ) -> ConfidenceInterval:
         """The mean over cases with a percentile interval from resampling sessions."""
         sums, counts = self.per_session(metric)
-        draws = _session_resample_weights(self.n_sessions, n_boot, seed)
-        return _interval(self.value(metric), (draws @ sums) / (draws @ counts), confidence)
+        return _interval(self.value(metric), _resampled_ratios(sums, counts, n_boot, seed), confidence)
 
     def metrics(self, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
         return {f"{name}@{k}": self.value(f"{name}@{k}") for k in ks for name in METRICS}
@@ -142,8 +141,7 @@ def paired_difference(
         raise ValueError("a paired comparison needs both models evaluated on the same cases")
     sums_a, counts = challenger.per_session(metric)
     sums_b, _ = champion.per_session(metric)
-    draws = _session_resample_weights(challenger.n_sessions, n_boot, seed)
-    resampled = (draws @ (sums_a - sums_b)) / (draws @ counts)
+    resampled = _resampled_ratios(sums_a - sums_b, counts, n_boot, seed)
     return _interval(challenger.value(metric) - champion.value(metric), resampled, confidence)
 
 
@@ -154,14 +152,23 @@ def _parse(metric: str) -> tuple[str, int]:
     return name, int(k)
 
 
-def _session_resample_weights(n_sessions: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n_sessions): how often each session is drawn in each resample of n_sessions."""
+def _resampled_ratios(sums: np.ndarray, counts: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """sum(sums) / sum(counts) over `n_boot` resamples of the sessions (drawn with replacement),
+    in chunks of at most ~20M draws so memory stays bounded at any number of sessions."""
+    n_sessions = len(sums)
     if n_sessions == 0:
         raise ValueError("no sessions to resample")
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_sessions, size=(n_boot, n_sessions))
-    offsets = np.arange(n_boot, dtype=np.int64)[:, None] * n_sessions
-    return np.bincount((draws + offsets).ravel(), minlength=n_boot * n_sessions).reshape(n_boot, n_sessions)
+    chunk = max(1, min(n_boot, 20_000_000 // n_sessions))
+    out = np.empty(n_boot)
+    for first in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - first)
+        draws = rng.integers(0, n_sessions, size=(size, n_sessions))
+        # How often each session is drawn, per resample: the ratio is then two matrix products.
+        offsets = np.arange(size, dtype=np.int64)[:, None] * n_sessions
+        times_drawn = np.bincount((draws + offsets).ravel(), minlength=size * n_sessions).reshape(size, n_sessions)
+        out[first : first + size] = (times_drawn @ sums) / (times_drawn @ counts)
+    return out
 
 
 def _interval(mean: float, resampled: np.ndarray, confidence: float) -> ConfidenceInterval:
