@@ -556,6 +556,27 @@ def bench_graph(
         console.print(line, highlight=False)
 
 
+@bench.command("sessions")
+def bench_sessions(
+    events: Events = 400_000, days: Days = 27, seed: Seed = 42,
+    test_days: Annotated[float, typer.Option(help="Sessions ending in the last N days are test.")] = 2.0,
+    session_ids: Annotated[bool, typer.Option(help="Also cut sessions at the generator's session ids.")] = False,
+    models: Annotated[list[str] | None, typer.Option("--model", help="Only these (repeatable).")] = None,
+) -> None:
+    """Session-based next-item models (SKNN, V-SKNN, STAN, SR, baselines) on generated sessions:
+    HR/MRR/NDCG@20 with bootstrap CIs, fit and predict seconds (issue #18's protocol)."""
+    from clickrec_platform.benchmarks.sessions import run
+    from clickrec_platform.recommend.session.protocol import SessionProtocol
+
+    protocol = SessionProtocol(split_on_session_id=session_ids, test_days=test_days, validation_days=0)
+    try:
+        result = run(events, days, seed, protocol, models)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    for line in result.lines():
+        console.print(line, highlight=False, soft_wrap=True)  # a table: never wrapped
+
+
 @app.command()
 def serve(
     workers: Annotated[int | None, typer.Option(help="uvicorn worker processes (default CLICKREC_API_WORKERS).")
