@@ -248,9 +248,11 @@ def measure_throughput(settings: Settings, events: int, span_minutes: float = 20
 
 
 def run_speed_benchmark(settings: Settings, probes: int, background_rate: float, throughput_events: int,
-                        spark_trigger_s: float, spark: bool = True) -> list[str]:
-    runs = [measure_latency(settings, "speed layer (clickrec speed)",
-                            ["clickrec_platform.speed.run", "--metrics-port", "0"], probes, background_rate)]
+                        spark_trigger_s: float, spark: bool = True, lingers_ms: tuple[float, ...] = ()) -> list[str]:
+    lingers = lingers_ms or (settings.speed_linger_ms,)
+    runs = [measure_latency(settings, f"speed layer (linger {linger:g} ms)",
+                            ["clickrec_platform.speed.run", "--metrics-port", "0", "--linger-ms", str(linger)],
+                            probes, background_rate) for linger in lingers]
     if spark:
         runs.append(measure_latency(
             settings, f"Spark live query (--trigger {spark_trigger_s:g})",
@@ -269,10 +271,13 @@ def run_speed_benchmark(settings: Settings, probes: int, background_rate: float,
                      f"{fmt(max(run.latencies)) if run.latencies else '-':>7} {run.timeouts:>8} "
                      f"{run.events / run.seconds:>9,.0f} {run.per_thousand(run.cpu_s):>11.3f} "
                      f"{run.per_thousand(run.postgres_cpu_s):>10.3f}")
-    if len(runs) == 2 and runs[0].cpu_s > 0:
-        ratio = runs[1].per_thousand(runs[1].cpu_s) / runs[0].per_thousand(runs[0].cpu_s)
-        lines.append(f"CPU per 1,000 live events: the Spark live query's process uses {ratio:.1f}× the speed "
-                     "layer's (Postgres: all its processes, whatever else used them meanwhile)")
+    if spark:
+        spark_run = runs[-1]
+        for run in runs[:-1]:
+            ratio = spark_run.per_thousand(spark_run.cpu_s) / max(run.per_thousand(run.cpu_s), 1e-9)
+            lines.append(f"CPU per 1,000 live events: the Spark live query's processes use {ratio:.1f}× the "
+                         f"{run.name}'s")
+    lines.append("(+Postgres: every postgres process on the machine while probing, whatever else used the server)")
     if throughput_events:
         records, seconds, cpu_s = measure_throughput(settings, throughput_events)
         lines.append(f"throughput, one consumer: {records:,} records stamped within the live span, "

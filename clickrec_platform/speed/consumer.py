@@ -8,9 +8,9 @@ applies each batch of valid events with ``apply_live_events`` (``live_clickstrea
 or a rebalance between consumers of the group loses and repeats nothing: a partition is always read
 on from the offset stored with the rows, and a consumer that lost a partition cannot commit it.
 
-Batches are as large as what has arrived (up to ``max_batch``): one record when traffic is light,
-so a click reaches Postgres within milliseconds of the broker; tens of thousands when catching up,
-so the per-transaction cost is shared. The ``windowed_stats`` / ``trending_items`` windows the
+A batch is what arrives within ``linger_ms`` of its first record (up to ``max_batch``): a few
+records when traffic is light, so a click reaches Postgres within a fraction of a second while the
+per-transaction cost is shared; tens of thousands when catching up. The ``windowed_stats`` / ``trending_items`` windows the
 events fall in are recomputed from ``live_clickstream_events`` at most every ``window_refresh_s``
 (a recomputation scans whole windows, which at live rates would cost more than the batches), in the
 transaction of the batch that makes them due, or alone when traffic stops. On start every live
@@ -128,7 +128,8 @@ class SpeedLayer:
     ``group`` share the topic's partitions, as Kafka consumers do."""
 
     def __init__(self, settings: Settings, *, group: str | None = None, max_batch: int | None = None,
-                 window_refresh_s: float | None = None, consumer_config: dict | None = None,
+                 window_refresh_s: float | None = None, linger_ms: float | None = None,
+                 consumer_config: dict | None = None,
                  on_batch: Callable[[BatchApplied], None] | None = None,
                  on_lag: Callable[[dict[int, int]], None] | None = None,
                  on_problem: Callable[[str], None] | None = None):
@@ -137,6 +138,7 @@ class SpeedLayer:
         self.topic = settings.kafka_topic
         self.max_batch = max_batch or settings.speed_max_batch_events
         self.window_refresh_s = settings.speed_window_refresh_seconds if window_refresh_s is None else window_refresh_s
+        self.linger_s = (settings.speed_linger_ms if linger_ms is None else linger_ms) / 1000
         self.consumer_config = {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
             "group.id": self.group,
@@ -209,11 +211,14 @@ class SpeedLayer:
             wait([self._in_flight])
 
     def _poll(self, consumer: Consumer) -> list[Message]:
-        """What has arrived, up to ``max_batch``: waits for the first record only."""
+        """What arrives within ``linger_s`` of the first record, up to ``max_batch``: as a producer's
+        linger does, a little latency buys batches that share a transaction's fixed cost."""
         first = consumer.poll(0.2)
         if first is None:
             return []
-        messages = [first, *consumer.consume(self.max_batch - 1, timeout=0)] if self.max_batch > 1 else [first]
+        messages = [first]
+        if self.max_batch > 1:
+            messages += consumer.consume(self.max_batch - 1, timeout=self.linger_s)
         records = []
         for message in messages:
             error = message.error()
