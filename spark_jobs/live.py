@@ -1,6 +1,8 @@
-"""The latency path: each micro-batch of Kafka records → the Postgres live tables, nothing else.
+"""Spark's own latency path: each micro-batch of Kafka records → the Postgres live tables, nothing else.
 
-In continuous mode the ``live`` query reads the topic on its own (its own checkpoint and Kafka
+Off by default: the speed layer (``clickrec_platform/speed/``, ``clickrec speed``) keeps the same tables
+within tens of milliseconds at a fraction of the CPU. With ``--live-query`` (or
+``CLICKREC_STREAM_LIVE_QUERY=true``), in continuous mode the ``live`` query reads the topic on its own (its own checkpoint and Kafka
 offsets), parses every record with the same contract as silver, and hands the valid events to
 ``apply_live_events`` in one Postgres transaction: ``live_clickstream_events`` (the events of the
 last ``CLICKREC_LIVE_WINDOW_MINUTES`` of event time), ``user_recent_items``, and the
