@@ -261,6 +261,20 @@ def measure_throughput(settings: Settings, events: int, span_minutes: float = 20
 
 def run_speed_benchmark(settings: Settings, probes: int, background_rate: float, throughput_events: int,
                         spark_trigger_s: float, spark: bool = True, lingers_ms: tuple[float, ...] = ()) -> list[str]:
+    lines = [] if probes else ["latency: skipped (--probes 0)"]
+    if probes:
+        lines += _latency_lines(settings, probes, background_rate, spark_trigger_s, spark, lingers_ms)
+    if throughput_events:
+        run = measure_throughput(settings, throughput_events)
+        lines.append(f"throughput, one consumer: {run.records:,} records stamped within the live span: sustained "
+                     f"{run.sustained_records / run.sustained_seconds:,.0f} records/s (from its first commit to its "
+                     f"last), {run.records / run.seconds:,.0f} records/s counting its start ({run.seconds:.1f}s "
+                     f"from the process's start until every offset was stored; its CPU {run.cpu_s:.1f}s)")
+    return lines
+
+
+def _latency_lines(settings: Settings, probes: int, background_rate: float, spark_trigger_s: float, spark: bool,
+                   lingers_ms: tuple[float, ...]) -> list[str]:
     lingers = lingers_ms or (settings.speed_linger_ms,)
     runs = [measure_latency(settings, f"speed layer (linger {linger:g} ms)",
                             ["clickrec_platform.speed.run", "--metrics-port", "0", "--linger-ms", str(linger)],
@@ -290,10 +304,4 @@ def run_speed_benchmark(settings: Settings, probes: int, background_rate: float,
             lines.append(f"CPU per 1,000 live events: the Spark live query's processes use {ratio:.1f}× the "
                          f"{run.name}'s")
     lines.append("(+Postgres: every postgres process on the machine while probing, whatever else used the server)")
-    if throughput_events:
-        run = measure_throughput(settings, throughput_events)
-        lines.append(f"throughput, one consumer: {run.records:,} records stamped within the live span: sustained "
-                     f"{run.sustained_records / run.sustained_seconds:,.0f} records/s (from its first commit to its "
-                     f"last), {run.records / run.seconds:,.0f} records/s counting its start ({run.seconds:.1f}s "
-                     f"from the process's start until every offset was stored; its CPU {run.cpu_s:.1f}s)")
     return lines
