@@ -328,3 +328,30 @@ def test_windows_of_events_before_the_live_span_are_left_to_the_gold_query(speed
         stop(consumer)
     assert state["live"] == [] and state["windows"] == []
     assert len(state["recent"]) == 50
+
+
+def test_a_dropped_postgres_connection_costs_nothing_but_a_retry(speed_settings, tmp_path):
+    """The server ends the consumer's connection mid-stream (as a restart or a failover would): the
+    batch in flight rolls back, the consumer reconnects, seeks back to the stored offsets and goes on."""
+    s, log_path = speed_settings, tmp_path / "speed.log"
+    events = fresh_events(60_000, seed=6, visitors=5_000, items=2_000)
+    records = [(kafka_key(e.visitor_id), encode(e)) for e in events]
+    produce(s.kafka_bootstrap_servers, s.kafka_topic, records)
+    consumer = speed_process(s, log_path, "--max-batch", "2000")
+    application = f"clickrec-speed-{s.speed_consumer_group}"
+    try:
+        terminated = 0
+        with psycopg.connect(s.postgres_dsn(), autocommit=True) as conn:
+            for _ in range(3):
+                done = stored_records(s)
+                wait_for("the consumer's next commits", lambda done=done: stored_records(s) > done,
+                         alive=alive(consumer, log_path))
+                terminated += conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                           "WHERE application_name = %s", (application,)).fetchone()[0]
+        assert terminated >= 3
+        assert_matches_topic(s, len(records))
+        log = log_path.read_text()
+        # Each termination was seen (a batch failed, or the idle connection on its next use) and ridden out.
+        assert log.count("WARNING Postgres: terminating connection") >= 3 and consumer.poll() is None, log[-3000:]
+    finally:
+        stop(consumer)
