@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import orjson
 
-from clickrec_platform.events.contract import FIELDS, INT64_MAX, INT64_MIN, SCHEMA_VERSION, VALIDATION_RULES, Event
+from clickrec_platform.events.contract import (
+    FIELDS,
+    INT64_MAX,
+    INT64_MIN,
+    SCHEMA_VERSION,
+    VALIDATION_RULES,
+    Event,
+)
 from clickrec_platform.events.validation import check_event, unknown_event_reason
 
 
