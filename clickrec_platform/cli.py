@@ -546,13 +546,15 @@ def bench_speed(
         help="Events for one consumer's throughput (0: skip).")] = 500_000,
     spark_trigger: Annotated[float, typer.Option(help="The Spark live query's trigger interval in seconds.")] = 1.0,
     spark: Annotated[bool, typer.Option(help="Measure the Spark live query beside the speed layer.")] = True,
+    linger_ms: Annotated[list[float] | None, typer.Option(
+        help="The speed layer's linger (ms); repeat to compare several (default CLICKREC_SPEED_LINGER_MS).")] = None,
 ) -> None:
     """The live path: produce → visible in Postgres p50/p95 and CPU per 1,000 events, speed layer and Spark
     live query side by side; one speed-layer consumer's throughput."""
     from clickrec_platform.benchmarks.live_path import run_speed_benchmark
 
     for line in run_speed_benchmark(get_settings(), probes, background_rate, throughput_events, spark_trigger,
-                                    spark=spark):
+                                    spark=spark, lingers_ms=tuple(linger_ms or ())):
         console.print(line, highlight=False)
 
 

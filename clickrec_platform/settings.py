@@ -124,6 +124,7 @@ class Settings(BaseSettings):
     # Speed layer (`clickrec speed`, clickrec_platform/speed/): Kafka → Postgres live tables, offsets in Postgres.
     speed_consumer_group: str = "clickrec-speed-layer"
     speed_max_batch_events: int = 50_000  # records per Postgres transaction at most (catch-up)
+    speed_linger_ms: float = 100.0  # how long a batch waits for more records after its first
     speed_window_refresh_seconds: float = 1.0  # live windows recomputed at most this often
     speed_metrics_port: int | None = 9466  # Prometheus metrics of `clickrec speed`; None: off
 

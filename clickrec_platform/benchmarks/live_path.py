@@ -216,8 +216,17 @@ def _delivered_so_far(settings: Settings) -> int:
         consumer.close()
 
 
-def measure_throughput(settings: Settings, events: int, span_minutes: float = 20.0) -> tuple[int, float, float]:
-    """(records, seconds from the consumer's start until all were stored, its CPU seconds)."""
+@dataclass(frozen=True)
+class ThroughputRun:
+    records: int
+    seconds: float  # from the consumer's start until every offset was stored
+    sustained_records: int  # after the first commit
+    sustained_seconds: float  # from the first commit to the last
+    cpu_s: float
+
+
+def measure_throughput(settings: Settings, events: int, span_minutes: float = 20.0) -> ThroughputRun:
+    """One consumer over ``events`` generated records stamped within the live span."""
     with scratch_settings(settings, "bench") as scratch:
         start_ms = time.time() * 1000 - span_minutes * 60_000
         frames = _restamped(generate_events(GeneratorConfig(events=events, seed=23)), start_ms,
@@ -227,6 +236,7 @@ def measure_throughput(settings: Settings, events: int, span_minutes: float = 20
         log = scratch.state_dir / "bench" / f"{scratch.kafka_topic}.log"
         started = time.perf_counter()
         process = _live_path_process(scratch, ["clickrec_platform.speed.run", "--metrics-port", "0"], log)
+        first: tuple[float, int] | None = None
         try:
             with psycopg.connect(scratch.postgres_dsn(), autocommit=True) as conn:
                 while True:
@@ -237,20 +247,24 @@ def measure_throughput(settings: Settings, events: int, span_minutes: float = 20
                                                                        scratch.kafka_topic, scratch.gold_schema))
                     except psycopg.errors.UndefinedTable:
                         stored = 0
+                    if stored and first is None:
+                        first = (time.perf_counter(), stored)
                     if stored >= records:
                         break
-                    time.sleep(0.05)
-            seconds, cpu_s = time.perf_counter() - started, cpu_seconds(process.pid)
+                    time.sleep(0.02)
+            done, cpu_s = time.perf_counter(), cpu_seconds(process.pid)
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(60)
-    return records, seconds, cpu_s
+    return ThroughputRun(records, done - started, records - first[1], done - first[0], cpu_s)
 
 
 def run_speed_benchmark(settings: Settings, probes: int, background_rate: float, throughput_events: int,
-                        spark_trigger_s: float, spark: bool = True) -> list[str]:
-    runs = [measure_latency(settings, "speed layer (clickrec speed)",
-                            ["clickrec_platform.speed.run", "--metrics-port", "0"], probes, background_rate)]
+                        spark_trigger_s: float, spark: bool = True, lingers_ms: tuple[float, ...] = ()) -> list[str]:
+    lingers = lingers_ms or (settings.speed_linger_ms,)
+    runs = [measure_latency(settings, f"speed layer (linger {linger:g} ms)",
+                            ["clickrec_platform.speed.run", "--metrics-port", "0", "--linger-ms", str(linger)],
+                            probes, background_rate) for linger in lingers]
     if spark:
         runs.append(measure_latency(
             settings, f"Spark live query (--trigger {spark_trigger_s:g})",
@@ -269,13 +283,17 @@ def run_speed_benchmark(settings: Settings, probes: int, background_rate: float,
                      f"{fmt(max(run.latencies)) if run.latencies else '-':>7} {run.timeouts:>8} "
                      f"{run.events / run.seconds:>9,.0f} {run.per_thousand(run.cpu_s):>11.3f} "
                      f"{run.per_thousand(run.postgres_cpu_s):>10.3f}")
-    if len(runs) == 2 and runs[0].cpu_s > 0:
-        ratio = runs[1].per_thousand(runs[1].cpu_s) / runs[0].per_thousand(runs[0].cpu_s)
-        lines.append(f"CPU per 1,000 live events: the Spark live query's process uses {ratio:.1f}× the speed "
-                     "layer's (Postgres: all its processes, whatever else used them meanwhile)")
+    if spark:
+        spark_run = runs[-1]
+        for run in runs[:-1]:
+            ratio = spark_run.per_thousand(spark_run.cpu_s) / max(run.per_thousand(run.cpu_s), 1e-9)
+            lines.append(f"CPU per 1,000 live events: the Spark live query's processes use {ratio:.1f}× the "
+                         f"{run.name}'s")
+    lines.append("(+Postgres: every postgres process on the machine while probing, whatever else used the server)")
     if throughput_events:
-        records, seconds, cpu_s = measure_throughput(settings, throughput_events)
-        lines.append(f"throughput, one consumer: {records:,} records stamped within the live span, "
-                     f"{records / seconds:,.0f} records/s ({seconds:.1f}s from the process's start until every "
-                     f"offset was stored; its CPU {cpu_s:.1f}s)")
+        run = measure_throughput(settings, throughput_events)
+        lines.append(f"throughput, one consumer: {run.records:,} records stamped within the live span: sustained "
+                     f"{run.sustained_records / run.sustained_seconds:,.0f} records/s (from its first commit to its "
+                     f"last), {run.records / run.seconds:,.0f} records/s counting its start ({run.seconds:.1f}s "
+                     f"from the process's start until every offset was stored; its CPU {run.cpu_s:.1f}s)")
     return lines

@@ -31,11 +31,12 @@ def live_windows(settings: Settings) -> LiveWindows:
 
 
 def post_live_events(conn: psycopg.Connection, settings: Settings, events: pa.Table, *, windows: bool,
-                     recent_items: pa.Table | None = None) -> LiveApplied:
-    """``apply_live_events`` with the settings, from the current ``live_horizon``."""
+                     recent_items: pa.Table | None = None, prune: bool = True) -> LiveApplied:
+    """``apply_live_events`` with the settings, from the current ``live_horizon``; ``prune``: also drop the
+    rows of ``live_clickstream_events`` past their retention."""
     return apply_live_events(
         conn, events, horizon=live_horizon(settings),
-        retention=timedelta(minutes=settings.live_events_retention_minutes),
+        retention=timedelta(minutes=settings.live_events_retention_minutes) if prune else None,
         keep_per_visitor=settings.recent_items_per_visitor,
         windows=live_windows(settings) if windows else None,
         recent_items=recent_items, schema=settings.gold_schema)

@@ -450,7 +450,7 @@ def apply_live_events(
     events: pa.Table,
     *,
     horizon: datetime,
-    retention: timedelta,
+    retention: timedelta | None,
     keep_per_visitor: int = 50,
     windows: LiveWindows | None = None,
     recent_items: pa.Table | None = None,
@@ -461,7 +461,8 @@ def apply_live_events(
 
     - ``live_clickstream_events``: the events with an event time from ``horizon`` on that it does
       not hold yet (by ``event_id``); rows ingested longer ago than ``retention`` are pruned,
-      unless their event time is still at or after the horizon;
+      unless their event time is still at or after the horizon (``retention`` None: no pruning in
+      this call, for a caller that prunes less often than it applies);
     - ``user_recent_items``: every event with an item, as ``upsert_recent_items`` merges them (or,
       when given, ``recent_items``: the batch's latest item per visitor and item already, in
       ``upsert_recent_items``' columns, which keeps a large catch-up batch small);
@@ -474,7 +475,7 @@ def apply_live_events(
     if keep_per_visitor < 1:
         raise ValueError(f"apply_live_events: keep_per_visitor must be at least 1, got {keep_per_visitor}")
     horizon = _require_aware(horizon, "horizon")
-    if retention <= timedelta(0):
+    if retention is not None and retention <= timedelta(0):
         raise ValueError(f"apply_live_events: retention must be positive, got {retention}")
     columns = _LIVE_BATCH_COLUMNS
     data = _arrow_for_copy(events, columns, "live events")
@@ -503,9 +504,10 @@ def apply_live_events(
         _merge_recent_items(cur, recent, keep_per_visitor, schema)
         applied["visitors"] = cur.execute(
             sql.SQL("SELECT count(DISTINCT visitor_id) FROM ({}) AS s").format(recent)).fetchone()[0]
-        # Rows a live window may still need stay, however long ago they came (future event times).
-        cur.execute(sql.SQL("DELETE FROM {} WHERE ingested_at < now() - %s AND ts < %s").format(live),
-                    (retention, horizon))
+        if retention is not None:
+            # Rows a live window may still need stay, however long ago they came (future event times).
+            cur.execute(sql.SQL("DELETE FROM {} WHERE ingested_at < now() - %s AND ts < %s").format(live),
+                        (retention, horizon))
     return LiveApplied(**applied)
 
 
@@ -576,6 +578,11 @@ def refresh_live_windows(conn: psycopg.Connection, touched: TouchedLiveWindows, 
 
 def _refresh_live_windows(cur: psycopg.Cursor, touched: TouchedLiveWindows, windows: LiveWindows,
                           schema: str) -> None:
+    # Writers refresh one at a time, each until it commits: a refresh reads the rows committed before it
+    # began, so without the lock two concurrent ones (consumers of one group) could each miss the
+    # other's new rows and the later commit would leave a window short. Serialised, the last refresh
+    # of a window follows every insert into it that committed before.
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"clickrec.live_windows.{schema}",))
     live = sql.Identifier(schema, "live_clickstream_events")
     _refresh_live_stats(cur, live, sorted(touched.stats), schema)
     _refresh_live_trending(cur, live, sorted(touched.trending), windows, schema)

@@ -8,9 +8,9 @@ applies each batch of valid events with ``apply_live_events`` (``live_clickstrea
 or a rebalance between consumers of the group loses and repeats nothing: a partition is always read
 on from the offset stored with the rows, and a consumer that lost a partition cannot commit it.
 
-Batches are as large as what has arrived (up to ``max_batch``): one record when traffic is light,
-so a click reaches Postgres within milliseconds of the broker; tens of thousands when catching up,
-so the per-transaction cost is shared. The ``windowed_stats`` / ``trending_items`` windows the
+A batch is what arrives within ``linger_ms`` of its first record (up to ``max_batch``): a few
+records when traffic is light, so a click reaches Postgres within a fraction of a second while the
+per-transaction cost is shared; tens of thousands when catching up. The ``windowed_stats`` / ``trending_items`` windows the
 events fall in are recomputed from ``live_clickstream_events`` at most every ``window_refresh_s``
 (a recomputation scans whole windows, which at live rates would cost more than the batches), in the
 transaction of the batch that makes them due, or alone when traffic stops. On start every live
@@ -128,7 +128,8 @@ class SpeedLayer:
     ``group`` share the topic's partitions, as Kafka consumers do."""
 
     def __init__(self, settings: Settings, *, group: str | None = None, max_batch: int | None = None,
-                 window_refresh_s: float | None = None, consumer_config: dict | None = None,
+                 window_refresh_s: float | None = None, linger_ms: float | None = None,
+                 consumer_config: dict | None = None,
                  on_batch: Callable[[BatchApplied], None] | None = None,
                  on_lag: Callable[[dict[int, int]], None] | None = None,
                  on_problem: Callable[[str], None] | None = None):
@@ -137,6 +138,7 @@ class SpeedLayer:
         self.topic = settings.kafka_topic
         self.max_batch = max_batch or settings.speed_max_batch_events
         self.window_refresh_s = settings.speed_window_refresh_seconds if window_refresh_s is None else window_refresh_s
+        self.linger_s = (settings.speed_linger_ms if linger_ms is None else linger_ms) / 1000
         self.consumer_config = {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
             "group.id": self.group,
@@ -155,15 +157,12 @@ class SpeedLayer:
         self._conn: psycopg.Connection | None = None
         self._consumer: Consumer | None = None
         self._in_flight: Future | None = None
+        self._rewind_needed = False  # set when a batch failed in Postgres: seek back before the next
 
     # The loop ------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        conn = self._connection(stop)
-        if conn is None:
+        if not self._prepare(stop):
             return
-        ensure_live_tables(conn, schema=self.settings.gold_schema)
-        ensure_offset_tables(conn, schema=self.settings.gold_schema)
-        self.pending = live_windows_held(conn, live_horizon(self.settings), self.settings.gold_schema)
         self._consumer = consumer = Consumer(self.consumer_config, logger=log)
         consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_revoke)
@@ -173,6 +172,10 @@ class SpeedLayer:
             try:
                 while not stop.is_set():
                     messages = self._poll(consumer)
+                    if self._rewind_needed:
+                        if not self._recover(stop):
+                            return
+                        continue  # what was polled before the seek goes
                     batch = decode_batch(messages) if messages else None
                     try:
                         self._finish_in_flight()  # the previous batch's failure surfaces here
@@ -180,19 +183,51 @@ class SpeedLayer:
                             self._in_flight = worker.submit(self._apply, batch)
                         elif self.pending and self._refresh_due():
                             self._refresh_alone()
-                    except Fenced as fenced:
+                    except Fenced as fenced:  # the decoded batch after the failed one goes too
                         self._problem("fenced", f"batch rolled back: {fenced}")
-                        self._rewind()  # the decoded batch after the failed one goes too
+                        self._rewind_needed = True
                     except psycopg.OperationalError as error:
                         self._problem("postgres", f"Postgres: {error}".strip())
                         self._drop_connection()
-                        if self._connection(stop) is None:
-                            return
-                        self._rewind()
+                        self._rewind_needed = True
                 self._settle()
             finally:
                 consumer.close()  # leaves the group at once, so the others take the partitions over
                 self._drop_connection()
+
+    def _prepare(self, stop: threading.Event) -> bool:
+        """Tables in place and the live windows to recompute once; False if stopped first. The DDL takes
+        table locks that can deadlock with another consumer's batch: Postgres then aborts one side, and
+        this tries again."""
+        attempt = 0
+        while (conn := self._connection(stop)) is not None:
+            try:
+                ensure_live_tables(conn, schema=self.settings.gold_schema)
+                ensure_offset_tables(conn, schema=self.settings.gold_schema)
+                self.pending = live_windows_held(conn, live_horizon(self.settings), self.settings.gold_schema)
+                return True
+            except psycopg.OperationalError as error:  # a deadlock, a lock timeout, a dropped connection
+                self._problem("postgres", f"preparing the tables: {str(error).strip()}; again")
+                self._drop_connection()
+                stop.wait(_RECONNECT_BACKOFF_S[min(attempt, len(_RECONNECT_BACKOFF_S) - 1)])
+                attempt += 1
+        return False
+
+    def _recover(self, stop: threading.Event) -> bool:
+        """After a Postgres failure: reconnect (with a backoff) and seek every assigned partition to its
+        stored offset; False if stopped first."""
+        self._settle()
+        self._in_flight = None  # failed or done: either way its outcome is in Postgres
+        while self._connection(stop) is not None:
+            try:
+                self._rewind()
+                self._rewind_needed = False
+                return True
+            except psycopg.OperationalError as error:
+                self._problem("postgres", f"rewinding: {str(error).strip()}")
+                self._drop_connection()
+                stop.wait(1.0)
+        return False
 
     def _finish_in_flight(self) -> None:
         """Wait for the batch being applied; raise what failed it."""
@@ -209,11 +244,14 @@ class SpeedLayer:
             wait([self._in_flight])
 
     def _poll(self, consumer: Consumer) -> list[Message]:
-        """What has arrived, up to ``max_batch``: waits for the first record only."""
+        """What arrives within ``linger_s`` of the first record, up to ``max_batch``: as a producer's
+        linger does, a little latency buys batches that share a transaction's fixed cost."""
         first = consumer.poll(0.2)
         if first is None:
             return []
-        messages = [first, *consumer.consume(self.max_batch - 1, timeout=0)] if self.max_batch > 1 else [first]
+        messages = [first]
+        if self.max_batch > 1:
+            messages += consumer.consume(self.max_batch - 1, timeout=self.linger_s)
         records = []
         for message in messages:
             error = message.error()
@@ -244,7 +282,8 @@ class SpeedLayer:
         with conn.transaction():
             advance_offsets(conn, self.group, self.topic, advances, schema=schema)  # locks, or fences, first
             add_rejects(conn, self.group, self.topic, batch.rejected, schema=schema)
-            applied = post_live_events(conn, self.settings, batch.events, windows=False)
+            # Retention is pruned with the windows' refresh, at most once a second, not every batch.
+            applied = post_live_events(conn, self.settings, batch.events, windows=False, prune=refresh_now)
             if refresh_now:
                 refreshed = refresh_windows(conn, self.settings, due)
         # Committed: only now does this consumer's view move on.
@@ -273,9 +312,20 @@ class SpeedLayer:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start each assigned partition where Postgres says the last committed batch ended."""
         self._settle()
-        stored = self._stored([p.partition for p in partitions])
+        try:
+            stored = self._stored([p.partition for p in partitions])
+            # A consumer that left the group may have stopped between its rows and their windows'
+            # refresh: the survivors recompute every live window once.
+            self.pending |= live_windows_held(self._conn, live_horizon(self.settings), self.settings.gold_schema)
+        except (psycopg.OperationalError, AttributeError) as error:  # Postgres down (no connection: None)
+            # Assigned all the same (Kafka's informational offsets), but nothing is applied before the
+            # loop has sought every partition to its stored offset.
+            self._problem("postgres", f"reading the stored offsets on assignment: {str(error).strip()}")
+            self._drop_connection()
+            stored, self._rewind_needed = {}, True
         for p in partitions:
-            p.offset = stored.get(p.partition, OFFSET_BEGINNING)
+            if not self._rewind_needed:
+                p.offset = stored.get(p.partition, OFFSET_BEGINNING)
             self.positions[p.partition] = stored.get(p.partition)
         consumer.assign(partitions)
         log.info("assigned %s[%s]", self.topic, ", ".join(

@@ -14,7 +14,7 @@ they are exact across crashes, restarts and rebalances.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -114,32 +114,41 @@ def stored_offsets(conn: psycopg.Connection, group: str, topic: str, partitions:
     return dict(rows)
 
 
-def advance_offsets(conn: psycopg.Connection, group: str, topic: str, advances: Iterable[PartitionAdvance],
+def advance_offsets(conn: psycopg.Connection, group: str, topic: str, advances: Sequence[PartitionAdvance],
                     schema: str = GOLD_SCHEMA) -> None:
-    """Move each partition from its expected offset to its next one, inside the caller's transaction;
-    raises ``Fenced`` when a stored offset is not the expected one. Rows are locked in partition
-    order, so two consumers never deadlock on them."""
+    """Move each partition from its expected offset to its next one, in one statement inside the caller's
+    transaction; raises ``Fenced`` when a stored offset is not the expected one. Rows are locked in
+    partition order, so two consumers never deadlock on them."""
+    advances = sorted(advances, key=lambda a: a.partition)
+    if not advances:
+        return
     target = sql.Identifier(schema, OFFSETS_TABLE)
-    statement = sql.SQL("""
+    # A row is written where none exists, or where its offset is the expected one; a conflicting row
+    # whose offset differs (or exists though none was expected: NULL = x is never true) is left alone.
+    changed = conn.execute(sql.SQL("""
         INSERT INTO {target} AS t (consumer_group, topic, kafka_partition, next_offset, valid_records,
                                    rejected_records)
-        VALUES (%(group)s, %(topic)s, %(partition)s, %(next)s, %(valid)s, %(rejected)s)
+        SELECT %(group)s, %(topic)s, a.kafka_partition, a.next_offset, a.valid, a.rejected
+        FROM unnest(%(partitions)s::int[], %(next)s::bigint[], %(valid)s::bigint[], %(rejected)s::bigint[])
+             AS a (kafka_partition, next_offset, valid, rejected)
+        ORDER BY a.kafka_partition
         ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE SET
             next_offset = EXCLUDED.next_offset,
             valid_records = t.valid_records + EXCLUDED.valid_records,
             rejected_records = t.rejected_records + EXCLUDED.rejected_records,
             updated_at = now()
-        WHERE t.next_offset = %(expected)s
-    """).format(target=target)
-    with conn.cursor() as cur:
-        for advance in sorted(advances, key=lambda a: a.partition):
-            cur.execute(statement, {"group": group, "topic": topic, "partition": advance.partition,
-                                    "next": advance.next_offset, "valid": advance.valid,
-                                    "rejected": advance.rejected, "expected": advance.expected})
-            # No row changed: the row exists with another offset (or exists though none was expected).
-            if cur.rowcount != 1:
-                raise Fenced(f"{topic}[{advance.partition}]: stored offset is not {advance.expected}; "
-                             "another consumer has taken the partition over")
+        WHERE t.next_offset = (%(expected)s::bigint[])[array_position(%(partitions)s::int[], t.kafka_partition)]
+        RETURNING kafka_partition
+    """).format(target=target), {
+        "group": group, "topic": topic, "partitions": [a.partition for a in advances],
+        "next": [a.next_offset for a in advances], "valid": [a.valid for a in advances],
+        "rejected": [a.rejected for a in advances], "expected": [a.expected for a in advances],
+    }).fetchall()
+    missed = sorted({a.partition for a in advances} - {partition for (partition,) in changed})
+    if missed:
+        expected = {a.partition: a.expected for a in advances}
+        raise Fenced(f"{topic}{missed}: stored offsets are not {[expected[p] for p in missed]}; another "
+                     "consumer has taken the partition(s) over")
 
 
 def add_rejects(conn: psycopg.Connection, group: str, topic: str, counts: Mapping[str, int],

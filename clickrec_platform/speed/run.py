@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group", default=settings.speed_consumer_group, help="Kafka consumer group")
     parser.add_argument("--max-batch", type=int, default=settings.speed_max_batch_events,
                         help="records per Postgres transaction at most")
+    parser.add_argument("--linger-ms", type=float, default=settings.speed_linger_ms,
+                        help="how long a batch waits for more records after its first")
     parser.add_argument("--window-refresh", type=float, default=settings.speed_window_refresh_seconds,
                         help="seconds between recomputations of the live windows")
     parser.add_argument("--metrics-port", type=int, default=settings.speed_metrics_port,
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics.serve(settings.bind_host, args.metrics_port)
     try:
         run(settings, stop, metrics, log_every_s=args.log_every, group=args.group, max_batch=args.max_batch,
-            window_refresh_s=args.window_refresh)
+            window_refresh_s=args.window_refresh, linger_ms=args.linger_ms)
     except Exception:
         log.exception("speed layer failed")
         raise SystemExit(1) from None

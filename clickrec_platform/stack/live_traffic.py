@@ -28,7 +28,7 @@ def _clickrec() -> str:
     return str(Path(sys.executable).with_name("clickrec"))
 
 
-def producer_metrics(url: str, timeout_s: float = 3.0) -> dict[str, float]:
+def scrape_metrics(url: str, timeout_s: float = 3.0) -> dict[str, float]:
     """A Prometheus metrics endpoint (the live producer's, the speed layer's) as {series name (labels
     summed): value}."""
     response = httpx.get(url, timeout=timeout_s)
@@ -38,6 +38,16 @@ def producer_metrics(url: str, timeout_s: float = 3.0) -> dict[str, float]:
         for sample in family.samples:
             values[sample.name] = values.get(sample.name, 0.0) + sample.value
     return values
+
+
+def _running_metrics(service: LocalService) -> dict[str, float] | Health:
+    """A running service's metrics endpoint (its ``url``), or the unhealthy state that says why not."""
+    if service.process().pid() is None:
+        return Health(False, "not running")
+    try:
+        return scrape_metrics(service.url)
+    except httpx.HTTPError as exc:
+        return Health(False, f"metrics: {type(exc).__name__}: {exc}")
 
 
 class LiveProducerService(LocalService):
@@ -60,12 +70,9 @@ class LiveProducerService(LocalService):
                               ports=[(s.bind_host, s.producer_metrics_port)], cmdline_marker="produce")
 
     def health(self) -> Health:
-        if self.process().pid() is None:
-            return Health(False, "not running")
-        try:
-            metrics = producer_metrics(self.url)
-        except httpx.HTTPError as exc:
-            return Health(False, f"metrics: {type(exc).__name__}: {exc}")
+        metrics = _running_metrics(self)
+        if isinstance(metrics, Health):
+            return metrics
         delivered = metrics.get("clickrec_producer_events_delivered_total", 0)
         failed = metrics.get("clickrec_producer_events_failed_total", 0)
         target = metrics.get("clickrec_producer_target_rate_events_per_second", float("nan"))
@@ -136,14 +143,12 @@ class SpeedLayerService(LocalService):
                               ports=[(s.bind_host, port)] if port else [], cmdline_marker="speed")
 
     def health(self) -> Health:
-        if self.process().pid() is None:
-            return Health(False, "not running")
         if not self.settings.speed_metrics_port:
-            return Health(True, "running (no metrics port to ask)")
-        try:
-            metrics = producer_metrics(self.url)
-        except httpx.HTTPError as exc:
-            return Health(False, f"metrics: {type(exc).__name__}: {exc}")
+            pid = self.process().pid()
+            return Health(pid is not None, "running (no metrics port to ask)" if pid else "not running")
+        metrics = _running_metrics(self)
+        if isinstance(metrics, Health):
+            return metrics
         last = metrics.get("clickrec_speed_last_commit_timestamp_seconds", 0.0)
         committed = f"last commit {time.time() - last:.0f}s ago" if last else "no batch committed yet"
         return Health(True, f"lag {metrics.get('clickrec_speed_kafka_lag_records', 0):,.0f} records, {committed}, "

@@ -269,12 +269,17 @@ def test_a_rebalance_between_consumers_of_one_group_loses_and_duplicates_nothing
     producer = threading.Thread(target=produce_slowly)
     try:
         producer.start()
+        def all_alive() -> None:
+            for consumer, path in zip(consumers, logs, strict=False):
+                alive(consumer, path)()
+
         wait_for("both consumers to be assigned partitions",
-                 lambda: all("assigned" in path.read_text() for path in logs[:2] if path.exists())
-                 and all(path.exists() for path in logs[:2]), timeout_s=60)
-        wait_for("a first share of the records", lambda: stored_records(s) > len(records) // 4, timeout_s=120)
+                 lambda: all("assigned" in path.read_text() for path in logs[:2]), timeout_s=120, alive=all_alive)
+        wait_for("a first share of the records", lambda: stored_records(s) > len(records) // 4, timeout_s=120,
+                 alive=all_alive)
         consumers.append(speed_process(s, logs[2], "--max-batch", "2000"))  # a third joins: partitions move
-        wait_for("the third consumer's assignment", lambda: "assigned" in logs[2].read_text(), timeout_s=60)
+        wait_for("the third consumer's assignment", lambda: "assigned" in logs[2].read_text(), timeout_s=120,
+                 alive=all_alive)
         stop(consumers[0])  # and the first leaves: they move again
         producer.join(120)
         assert not producer.is_alive()
