@@ -426,22 +426,35 @@ def sql(
 
     from clickrec_platform.lake.duck import lake_connection
 
-    con = lake_connection(get_settings())
+    if output not in ("table", "csv", "json"):
+        raise _fail(f"unknown --format {output!r}: use table, csv or json")
+    # DuckDB runs a query when its rows are read, so reading them is inside the try too: any failure
+    # is one line naming the problem, not a traceback.
     try:
+        con = lake_connection(get_settings())
         result = con.sql(query)
-    except duckdb.Error as exc:
-        raise _fail(f"{type(exc).__name__}: {exc}") from exc
-    if result is None:
-        return
-    if output == "csv":
-        typer.echo(result.df().to_csv(index=False), nl=False)
-    elif output == "json":
-        typer.echo(result.df().to_json(orient="records", date_format="iso"))
-    else:
-        table = Table(*result.columns)
-        for row in result.fetchmany(limit):
-            table.add_row(*("" if v is None else str(v) for v in row))
+        if result is None:
+            return
+        if output == "csv":
+            text = result.df().to_csv(index=False)
+        elif output == "json":
+            text = result.df().to_json(orient="records", date_format="iso", default_handler=str) + "\n"
+        else:
+            table = Table(*result.columns)
+            for row in result.fetchmany(limit):
+                table.add_row(*("" if v is None else str(v) for v in row))
+    except (duckdb.Error, OSError, ValueError) as exc:
+        raise _fail(one_line_error(exc)) from None
+    if output == "table":
         console.print(table)
+    else:
+        typer.echo(text, nl=False)
+
+
+def one_line_error(exc: BaseException) -> str:
+    """``Kind: message`` on one line: DuckDB's messages span lines (the query, a caret under the fault)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else 'failed'}"
 
 
 @app.command()

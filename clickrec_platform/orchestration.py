@@ -4,6 +4,7 @@ the sensor launch, recorded in the platform's Dagster instance so the runs show 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ import dagster as dg
 from clickrec_platform.lake.silver import silver_overview
 from clickrec_platform.lake.table_versions import latest_version
 from clickrec_platform.lake.tables import SILVER_EVENTS
+from clickrec_platform.run_lock import graph_run_lock
 from clickrec_platform.settings import Settings
 
 JOB = "training_graph"
@@ -54,7 +56,10 @@ def materialize(settings: Settings, select: str | None = None, partitions: Parti
                 instance: dg.DagsterInstance | None = None, raise_on_error: bool = True,
                 ) -> dg.ExecuteInProcessResult:
     """Materialise `select` (Dagster's selection syntax; everything in the training graph when None) for
-    the event dates in `partitions` (all dates in silver.events when None), in one run."""
+    the event dates in `partitions` (all dates in silver.events when None), in one run, in this process.
+
+    The run holds the graph's run lock (`run_lock.py`): it waits for any other run on the same lake or
+    gold schema, launched by the instance or in another process, and they wait for it."""
     from clickrec_platform.definitions import defs
 
     job = defs.resolve_job_def(JOB)
@@ -70,9 +75,15 @@ def materialize(settings: Settings, select: str | None = None, partitions: Parti
     partitions = _within(partitions, job.partitions_def)
     tags = {RANGE_START_TAG: partitions.first, RANGE_END_TAG: partitions.last}
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the event log keeps everything
-    return job.execute_in_process(instance=instance or instance_for(settings), tags=tags, run_config=quiet,
-                                  asset_selection=sorted(selection) if selection else None,
-                                  raise_on_error=raise_on_error)
+    # execute_in_process runs its own executor, not the job's: the run lock is taken here instead.
+    with graph_run_lock(settings, f"in-process pid {os.getpid()} {select or JOB}", say=_say):
+        return job.execute_in_process(instance=instance or instance_for(settings), tags=tags, run_config=quiet,
+                                      asset_selection=sorted(selection) if selection else None,
+                                      raise_on_error=raise_on_error)
+
+
+def _say(message: str) -> None:
+    print(f"clickrec materialize: {message}", file=sys.stderr, flush=True)
 
 
 def _within(partitions: PartitionRange, definition: dg.PartitionsDefinition) -> PartitionRange:

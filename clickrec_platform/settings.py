@@ -152,6 +152,12 @@ class Settings(BaseSettings):
     recommend_active_days: float = 30.0  # visitors scored ahead of time; the API serves the rest on the fly
     popular_window_days: int = 7
 
+    # Prometheus (`clickrec up`, Debian's package): scrapes the API, producer, stream job and speed layer
+    # on the ports above, with infra/prometheus/alerts.yml; UI and API on bind_host:prometheus_port.
+    prometheus_port: int = 9090
+    prometheus_scrape_interval_s: float = 15.0  # also how often the alert rules are evaluated
+    prometheus_retention: str = "15d"  # how long samples are kept (--storage.tsdb.retention.time)
+
     # Slack-compatible incoming webhook for alerts (Dagster run failures, failed blocking checks).
     alert_webhook_url: SecretStr | None = None
 
@@ -181,7 +187,7 @@ class Settings(BaseSettings):
     # (e.g. CLICKREC_MANAGED_SERVICES='["postgres","mlflow","dagster-webserver","dagster-daemon"]'
     # with KAFKA_BOOTSTRAP_SERVERS pointing at your cluster).
     managed_services: list[str] = ["postgres", "kafka", "mlflow", "dagster-webserver", "dagster-daemon", "api",
-                                   "dashboard"]
+                                   "dashboard", "prometheus"]
     # How long `clickrec up` waits for each service to become ready.
     startup_timeout_s: float = 180.0
 

@@ -36,6 +36,8 @@ def test_every_computed_table_has_checks_and_the_graph_has_its_automation():
     assert interactions.partitions_def is not None
     assert {s.name for s in defs.schedules} >= {"daily_training_graph", "observe_silver_events_every_15_minutes"}
     assert {s.name for s in defs.sensors} >= {"silver_events_sensor", "alert_on_run_failure"}
+    # Every launched run of the graph (UI, schedule, sensor) holds the run lock `clickrec materialize` takes.
+    assert defs.resolve_job_def("training_graph").executor_def.name == "in_process_with_run_lock"
 
 
 def test_workspace_and_pyproject_point_at_the_one_definitions_module():

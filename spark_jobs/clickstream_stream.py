@@ -33,6 +33,7 @@ import psycopg
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from clickrec_platform.lake.migrations import migrate_quarantine_to_bytes
 from clickrec_platform.lake.spark import spark_session
 from clickrec_platform.lake.tables import SILVER_EVENTS, STREAM_TABLES, table_path
 from clickrec_platform.ops.alerts import send_alert
@@ -117,7 +118,9 @@ def start_gold(spark: SparkSession, settings: Settings, options: StreamOptions, 
 
 
 def prepare(spark: SparkSession, settings: Settings) -> None:
-    """Every table exists before a query starts (a Delta stream needs its source table)."""
+    """Every table exists, in its current schema, before a query starts (a Delta stream needs its
+    source table)."""
+    migrate_quarantine_to_bytes(spark, settings)
     for table in STREAM_TABLES:
         table.ensure(spark, settings)
     with psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:

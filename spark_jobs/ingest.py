@@ -2,7 +2,8 @@
 
 The ingest query reads each Kafka record once per micro-batch and writes, in this order:
 1. ``silver.events``: the valid events no earlier batch wrote, one row per ``event_id``;
-2. ``silver.quarantine``: every record that is not a valid event, as received, with the reason;
+2. ``silver.quarantine``: every record that is not a valid event, its key and value as the bytes received,
+   with the reason;
 3. ``bronze.clickstream_raw``: every record as received, with its Kafka coordinates;
 4. ``ops.stream_batches``: the batch's reconciliation, bronze = silver + quarantined + duplicates.
 
@@ -27,7 +28,7 @@ from datetime import date, timedelta
 import numpy as np
 import pyarrow.compute as pc
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clickrec_platform.events.spark_parse import REASON, parse_kafka_values
@@ -57,6 +58,12 @@ def bronze_columns(kafka_records: DataFrame) -> DataFrame:
     return kafka_records.select(
         "key", "value", "topic", "partition", "offset",
         F.col("timestamp").alias("kafka_timestamp"), F.col("timestampType").alias("kafka_timestamp_type"))
+
+
+def raw_text(value: Column) -> Column:
+    """A record's value as text for humans: invalid UTF-8 replaced by U+FFFD (a cast alone would store
+    the bytes as they are, and readers of the string column, DuckDB and delta-rs, refuse them)."""
+    return F.make_valid_utf8(value.cast("string")).alias("raw_text")
 
 
 def with_ingest_time(records: DataFrame) -> DataFrame:
@@ -161,7 +168,7 @@ class IngestBatch:
 
     def _quarantined(self, parsed: DataFrame, batch_id: int) -> DataFrame:
         return parsed.where(F.col(REASON).isNotNull()).select(
-            F.col("key").cast("string").alias("raw_key"), F.col("value").cast("string").alias("raw_value"),
+            F.col("key").alias("raw_key"), F.col("value").alias("raw_value"), raw_text(F.col("value")),
             "topic", F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"),
             "kafka_timestamp", F.col(REASON).alias("reason"),
             F.lit(batch_id).cast("bigint").alias("ingest_batch"), F.current_timestamp().alias("ingested_at"))

@@ -44,8 +44,37 @@ class LakeResource(dg.ConfigurableResource):
 _HINTS = {"silver.events": "run the stream job (`clickrec stream --available-now`) after producing events"}
 
 
+class RunLockedExecutor(dg.Executor):
+    """An executor that holds the graph's run lock (``clickrec_platform.run_lock``) while ``inner`` runs
+    the plan: launched runs (UI, schedule, sensor) wait for in-process ones and for each other."""
+
+    def __init__(self, inner: dg.Executor):
+        self.inner = inner
+
+    @property
+    def retries(self):
+        return self.inner.retries
+
+    @property
+    def step_dependency_config(self):
+        return self.inner.step_dependency_config
+
+    def execute(self, plan_context, execution_plan):
+        from clickrec_platform.run_lock import graph_run_lock
+
+        with graph_run_lock(get_settings(), plan_context.run_id, say=plan_context.log.info):
+            yield from self.inner.execute(plan_context, execution_plan)
+
+
+@dg.executor(name="in_process_with_run_lock", config_schema=dg.in_process_executor.config_schema)
+def locked_in_process_executor(init_context) -> dg.Executor:
+    """Dagster's in-process executor, holding the graph's run lock for the whole run."""
+    return RunLockedExecutor(dg.in_process_executor.executor_creation_fn(init_context))
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     # One Spark driver per run: steps share the run process's session instead of each starting a JVM.
+    # (The training graph's job holds the run lock too: `locked_in_process_executor`, set on the job.)
     return dg.Definitions(resources={"spark": SparkResource(), "lake": LakeResource()},
                           executor=dg.in_process_executor)

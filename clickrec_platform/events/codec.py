@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import orjson
 
-from clickrec_platform.events.contract import FIELDS, INT64_MAX, INT64_MIN, SCHEMA_VERSION, Event
-from clickrec_platform.events.validation import check_event
+from clickrec_platform.events.contract import (
+    FIELDS,
+    INT64_MAX,
+    INT64_MIN,
+    SCHEMA_VERSION,
+    VALIDATION_RULES,
+    Event,
+)
+from clickrec_platform.events.validation import check_event, unknown_event_reason
 
 
 class InvalidEvent(ValueError):
@@ -29,10 +36,18 @@ def kafka_key(visitor_id: int) -> bytes:
 def decode(value: bytes | str) -> Event:
     """Parse and validate one message value; raises `InvalidEvent` saying why it is not an event.
 
-    Reasons, before the contract rules of `check_event`: `malformed_json`, `not_object`,
-    `unsupported_schema_version`, `missing_field:<f>`, `null_field:<f>`, `bad_type:<f>`,
-    `out_of_range:<f>` (beyond int64). Unknown keys are ignored, so that a producer may add a
-    field before every consumer knows it.
+    A nullable field may be left out (it reads as null, as producers in other languages write
+    events); a required one may not. When a message breaks several rules, the reason is the first
+    in this precedence, the one a producer's developer has to fix first:
+
+    1. `malformed_json`, `not_object`: the value is not a JSON object at all;
+    2. `unsupported_schema_version`: another version of the contract, judged by none of this one's rules;
+    3. `unknown_event:<e>`: an event type this contract does not define (its fields are unknown too);
+    4. per field, in contract order: `missing_field:<f>` (required and absent), `null_field:<f>`,
+       `bad_type:<f>`, `out_of_range:<f>` (beyond int64);
+    5. the value rules of `check_event`, in `ValidationRules`' order.
+
+    Unknown keys are ignored, so that a producer may add a field before every consumer knows it.
     """
     try:
         document = orjson.loads(value)
@@ -44,14 +59,15 @@ def decode(value: bytes | str) -> Event:
     version = document.get("schema_version")
     if type(version) is int and version != SCHEMA_VERSION:
         raise InvalidEvent("unsupported_schema_version")
+    kind = document.get("event")
+    if type(kind) is str and kind not in VALIDATION_RULES.event_types:
+        raise InvalidEvent(unknown_event_reason(kind))
     values = {}
     for spec in FIELDS:
-        if spec.name not in document:
-            raise InvalidEvent(f"missing_field:{spec.name}")
-        value = document[spec.name]
+        value = document.get(spec.name)
         if value is None:
             if not spec.nullable:
-                raise InvalidEvent(f"null_field:{spec.name}")
+                raise InvalidEvent(f"{'null' if spec.name in document else 'missing'}_field:{spec.name}")
         elif type(value) is not spec.python_type:  # exact: JSON true is a bool, not an id
             raise InvalidEvent(f"bad_type:{spec.name}")
         elif spec.python_type is int and not INT64_MIN <= value <= INT64_MAX:

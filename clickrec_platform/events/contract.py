@@ -93,10 +93,20 @@ def _epoch_ms(year: int) -> int:
 class ValidationRules:
     """What a valid event satisfies beyond its field types; shared with the Spark stream job.
 
-    Each rule maps to one reject reason code, tested in this order (first failing rule wins):
-    `null_field:<f>`, `unsupported_schema_version`, `empty_field:<f>`, `unknown_event:<e>`,
-    `negative_id:<f>`, `ts_out_of_range`, `item_required`, `transaction_required`,
-    `unexpected_transaction_id`, `query_required`, `unexpected_query`.
+    A message that breaks several rules gets one reason, the first in this precedence, chosen so
+    that a producer's developer first sees what makes the rest moot:
+
+    1. `malformed_json`, `not_object`: not a JSON object (the decoders' own checks);
+    2. `unsupported_schema_version`: another contract version; none of this one's rules apply;
+    3. `unknown_event:<e>`: a type this contract does not define, so which fields it needs is unknown;
+    4. field by field, in contract order: `missing_field:<f>` (a required field absent; a nullable
+       one may be absent and reads as null), `null_field:<f>`, `bad_type:<f>`, `out_of_range:<f>`;
+    5. the value rules below, in this order: `empty_field:<f>`, `negative_id:<f>`,
+       `ts_out_of_range`, `item_required`, `transaction_required`, `unexpected_transaction_id`,
+       `query_required`, `unexpected_query`.
+
+    `codec.decode`, `validation.check_event`/`invalid_reasons` and the Spark parser all follow it
+    (`test_contract.py`, `test_spark_parse.py`).
     """
 
     event_types: tuple[str, ...]

@@ -39,18 +39,21 @@ def _sql_list(values) -> str:
 
 
 def _shape_cases(value_column: str) -> list[tuple[str, Column]]:
-    """(condition, reason) for JSON that is not a contract-shaped object, in `decode`'s order."""
+    """(condition, reason) for JSON that is not a contract-shaped object, in `decode`'s order (the
+    precedence of `ValidationRules`): shape, schema version, unknown event, then field by field."""
     cases: list[tuple[str, Column]] = [
         (f"{_PARSED} IS NULL", F.lit("malformed_json")),
         (f"NOT startswith(ltrim({value_column}), '{{')", F.lit("not_object")),
         (f"schema_of_variant({_raw(_version())}) = 'BIGINT' AND "
          f"try_variant_get({_PARSED}, '$.schema_version', 'bigint') != {SCHEMA_VERSION}",
          F.lit("unsupported_schema_version")),
+        # The typed `event` column holds the value when it is a JSON string.
+        (f"schema_of_variant({_raw(_field('event'))}) = 'STRING' AND {_UNKNOWN_EVENT}", _unknown_event_reason()),
     ]
     for spec in FIELDS:
         kind = f"schema_of_variant({_raw(spec)})"
-        cases.append((f"{_raw(spec)} IS NULL", F.lit(f"missing_field:{spec.name}")))
-        if not spec.nullable:
+        if not spec.nullable:  # an absent nullable field reads as null
+            cases.append((f"{_raw(spec)} IS NULL", F.lit(f"missing_field:{spec.name}")))
             cases.append((f"is_variant_null({_raw(spec)})", F.lit(f"null_field:{spec.name}")))
         if spec.python_type is int:
             # JSON integers beyond int64 arrive as DECIMAL(n,0), and so do floats written with a zero
@@ -70,11 +73,10 @@ def _rule_cases() -> list[tuple[str, Column]]:
     """(condition, reason) for the rules of `check_event`, in its order, over typed columns."""
     rules = VALIDATION_RULES
     cases: list[tuple[str, Column]] = [
-        (f"schema_version != {SCHEMA_VERSION}", F.lit("unsupported_schema_version"))]
+        (f"schema_version != {SCHEMA_VERSION}", F.lit("unsupported_schema_version")),
+        (_UNKNOWN_EVENT, _unknown_event_reason())]
     for name in rules.non_empty_fields:
         cases.append((f"{name} = ''", F.lit(f"empty_field:{name}")))
-    cases.append((f"event NOT IN ({_sql_list(rules.event_types)})",
-                  F.concat(F.lit("unknown_event:"), F.substring("event", 1, ECHO_CHARS))))
     for name in rules.non_negative_fields:
         cases.append((f"{name} < 0", F.lit(f"negative_id:{name}")))
     cases.append((f"ts < {rules.ts_min_ms} OR ts >= {rules.ts_max_ms}", F.lit("ts_out_of_range")))
@@ -90,8 +92,19 @@ def _rule_cases() -> list[tuple[str, Column]]:
     return cases
 
 
+def _field(name: str) -> FieldSpec:
+    return next(spec for spec in FIELDS if spec.name == name)
+
+
 def _version() -> FieldSpec:
-    return next(spec for spec in FIELDS if spec.name == "schema_version")
+    return _field("schema_version")
+
+
+_UNKNOWN_EVENT = f"event NOT IN ({_sql_list(VALIDATION_RULES.event_types)})"
+
+
+def _unknown_event_reason() -> Column:
+    return F.concat(F.lit("unknown_event:"), F.substring("event", 1, ECHO_CHARS))
 
 
 def _fast_path_shape(value_column: str) -> Column:

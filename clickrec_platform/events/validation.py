@@ -1,7 +1,10 @@
 """The contract's validation rules, applied to one event or to a whole frame.
 
 Both functions read `VALIDATION_RULES` and test rules in the same order, so a row gets the same
-reason code whichever path checks it (the unit tests hold them to that).
+reason code whichever path checks it (the unit tests hold them to that). The order is the
+contract's precedence of reasons (`ValidationRules`): another schema version, then an unknown event
+type, then a null required field, then the value rules; a message's JSON shape comes before all of
+them (`codec.decode`).
 """
 
 from __future__ import annotations
@@ -18,16 +21,16 @@ ECHO_CHARS = 32
 
 def check_event(event: Event) -> str | None:
     """The reason code of the first rule `event` breaks, or None when it is valid."""
+    if event.schema_version is not None and event.schema_version != SCHEMA_VERSION:
+        return "unsupported_schema_version"
+    if event.event is not None and event.event not in _RULES.event_types:
+        return unknown_event_reason(event.event)
     for spec in FIELDS:
         if not spec.nullable and getattr(event, spec.name) is None:
             return f"null_field:{spec.name}"
-    if event.schema_version != SCHEMA_VERSION:
-        return "unsupported_schema_version"
     for name in _RULES.non_empty_fields:
         if getattr(event, name) == "":
             return f"empty_field:{name}"
-    if event.event not in _RULES.event_types:
-        return f"unknown_event:{event.event[:ECHO_CHARS]}"
     for name in _RULES.non_negative_fields:
         value = getattr(event, name)
         if value is not None and value < 0:
@@ -49,6 +52,10 @@ def check_event(event: Event) -> str | None:
     return None
 
 
+def unknown_event_reason(event: str) -> str:
+    return f"unknown_event:{event[:ECHO_CHARS]}"
+
+
 class RejectReasons:
     """Per-row reject reasons, filled rule by rule; a row keeps the first reason it gets."""
 
@@ -66,16 +73,16 @@ class RejectReasons:
 
 def flag_invalid_rows(frame: pd.DataFrame, reasons: RejectReasons) -> None:
     """Add the contract rules' reasons for the rows of a contract frame to `reasons`."""
+    reasons.flag(_values(frame["schema_version"] != SCHEMA_VERSION), "unsupported_schema_version")
+    event = frame["event"]
+    unknown = ~event.isin(_RULES.event_types).to_numpy() & ~_is_null(event)
+    if unknown.any():
+        reasons.flag(unknown, ("unknown_event:" + event.astype(str).str.slice(0, ECHO_CHARS)).to_numpy())
     for spec in FIELDS:
         if not spec.nullable:
             reasons.flag(_is_null(frame[spec.name]), f"null_field:{spec.name}")
-    reasons.flag(_values(frame["schema_version"] != SCHEMA_VERSION), "unsupported_schema_version")
     for name in _RULES.non_empty_fields:
         reasons.flag(_values(frame[name] == ""), f"empty_field:{name}")
-    event = frame["event"]
-    unknown = ~event.isin(_RULES.event_types).to_numpy()
-    if unknown.any():
-        reasons.flag(unknown, ("unknown_event:" + event.astype(str).str.slice(0, ECHO_CHARS)).to_numpy())
     for name in _RULES.non_negative_fields:
         reasons.flag(_values(frame[name] < 0), f"negative_id:{name}")
     ts = frame["ts"]

@@ -72,9 +72,10 @@ SILVER_EVENTS = LakeTable(
 )
 SILVER_QUARANTINE = LakeTable(
     "silver", "quarantine",
-    "raw_key string, raw_value string, topic string, kafka_partition int, kafka_offset bigint, "
+    "raw_key binary, raw_value binary, raw_text string, topic string, kafka_partition int, kafka_offset bigint, "
     "kafka_timestamp timestamp, reason string, ingest_batch bigint, ingested_at timestamp",
-    description="Records that are not valid events, as received, with the reason.",
+    description="Records that are not valid events: key and value as the bytes received, the value as text "
+                "for humans (invalid UTF-8 replaced by U+FFFD), the reason.",
 )
 GOLD_WINDOWED_STATS = LakeTable(
     "gold", "windowed_stats",

@@ -62,7 +62,7 @@ _COMMENTS = {
         "silver.quarantine keeps the records themselves).",
         {"consumer_group": "Kafka consumer group of the speed layer.",
          "topic": "Kafka topic.",
-         "reason": "Reason code, as silver.quarantine gives it (malformed_json, missing_field:item_id, ...).",
+         "reason": "Reason code, as silver.quarantine gives it (malformed_json, missing_field:source, ...).",
          "records": "Records rejected for this reason so far.",
          "last_seen_at": "When a batch last counted one."}),
 }

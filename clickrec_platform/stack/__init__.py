@@ -1,5 +1,5 @@
-"""The local stack: Kafka, PostgreSQL, MLflow, Dagster, the API and the dashboard as processes on this machine,
-and, on request, live traffic (a live producer and the stream job in continuous mode)."""
+"""The local stack: Kafka, PostgreSQL, MLflow, Dagster, the API, the dashboard and Prometheus as processes on this
+machine, and, on request, live traffic (a live producer and the stream job in continuous mode)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from clickrec_platform.stack.kafka import KafkaService
 from clickrec_platform.stack.live_traffic import LiveProducerService, SpeedLayerService, StreamJobService
 from clickrec_platform.stack.mlflow_server import MlflowService
 from clickrec_platform.stack.postgres import PostgresService
+from clickrec_platform.stack.prometheus import PrometheusService
 from clickrec_platform.stack.service import Health, LocalService
 
 # Start order; `down` stops in reverse. MLflow and Dagster keep their state in PostgreSQL.
 SERVICE_TYPES: tuple[type[LocalService], ...] = (
     PostgresService, KafkaService, MlflowService, DagsterWebserverService, DagsterDaemonService, ApiService,
-    DashboardService,
+    DashboardService, PrometheusService,
 )
 # Started only on request (`clickrec demo`, `clickrec up stream speed-layer live-producer`), after the stack.
 ON_REQUEST_TYPES: tuple[type[LocalService], ...] = (StreamJobService, SpeedLayerService, LiveProducerService)

@@ -34,6 +34,9 @@ def missing_debian_packages(settings: Settings) -> list[str]:
     wanted = [pkg for cmd, pkg in DEBIAN_PACKAGES.items() if shutil.which(cmd) is None]
     if "postgres" in settings.managed_services and not _postgres_installed():
         wanted.append("postgresql")
+    # promtool comes with it: the suite's alert-rule tests run it.
+    if "prometheus" in settings.managed_services and shutil.which("prometheus") is None:
+        wanted.append("prometheus")
     return wanted
 
 

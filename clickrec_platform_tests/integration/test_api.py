@@ -11,21 +11,28 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pyarrow as pa
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from psycopg import sql
+from pydantic import BaseModel
 
 from clickrec_platform.events.codec import encode, kafka_key
 from clickrec_platform.events.contract import Event
-from clickrec_platform.serving.api import create_app
+from clickrec_platform.serving.api import create_app, schemas
 from clickrec_platform.serving.gold_tables import (
     ITEMS,
     POPULAR_ITEMS,
@@ -36,9 +43,9 @@ from clickrec_platform.serving.gold_tables import (
 )
 from clickrec_platform.serving.live_tables import replace_windows, upsert_recent_items
 from clickrec_platform.serving.publish import publish
-from clickrec_platform.settings import Settings
+from clickrec_platform.settings import PROJECT_ROOT, Settings
 from clickrec_platform.stack.scratch import scratch_settings
-from clickrec_platform_tests.support import produce, speed_process
+from clickrec_platform_tests.support import free_port, produce, speed_process
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +122,23 @@ class Api:
         response = self.client.get(path)
         assert response.status_code == status, (path, response.status_code, response.text)
         assert response.headers["content-type"].startswith("application/json")
+        declared_model(self.client.app, path, status).model_validate_json(response.content, strict=True)
         return response.json()
+
+
+def declared_model(app, path: str, status: int) -> type[BaseModel]:
+    """The pydantic model the OpenAPI document declares for ``path``'s answer with ``status``."""
+    from starlette.routing import Match
+
+    scope = {"type": "http", "path": path.split("?")[0], "method": "GET"}
+    route = next((r for r in app.router.routes if r.matches(scope)[0] == Match.FULL), None)
+    if route is None:  # no such path: the framework's 404, which is an Error too
+        return schemas.Error
+    if status == 200:
+        return route.response_model
+    if status == 422:
+        return schemas.InvalidRequest
+    return route.responses[status]["model"]
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +254,7 @@ def test_trending(api):
     assert answer["as_of"].startswith(NOW.strftime("%Y-%m-%dT%H:%M"))
     assert 606 in ids(api.get("/trending?limit=10&window=1h"))  # the older window counts in a wider one
     assert 606 not in ids(api.get("/trending?limit=10&window=4m"))
-    for bad in ("abc", "0m", "8d", "10s"):
+    for bad in ("abc", "0m", "8d", "10s", "9" * 30 + "d", "%201h"):  # a huge number was a 500 once
         assert "window must" in api.get(f"/trending?window={bad}", 422)["detail"]
     api.get("/trending?limit=101", 422)
 
@@ -396,6 +419,42 @@ def test_connections_the_server_dropped_cost_no_failed_request(api):
                  "/user-stats/1", "/search?q=201", "/health"):
         assert api.get(path), path  # 200, not 503
     assert _dropped(api) >= before + 1
+
+
+# The OpenAPI document is what the API does ----------------------------------------------------------
+
+@contextmanager
+def served(app, port: int) -> Iterator[str]:
+    """``app`` under uvicorn on 127.0.0.1:``port``, in a thread, until the block ends."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the API server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_schemathesis_finds_no_difference_between_the_openapi_document_and_the_api(api, tmp_path):
+    """Every check schemathesis has (status codes, content types, response schemas, positive data
+    accepted, negative data rejected, no 5xx, ...), on valid and invalid requests it generates
+    from the document."""
+    with served(create_app(api.settings), free_port()) as url:
+        finished = subprocess.run(
+            [str(Path(sys.executable).parent / "st"), "run", f"{url}/openapi.json", "--checks", "all",
+             "--max-examples", "40", "--seed", "19", "--workers", "1", "--no-color",
+             "--report", "junit", "--report-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=900, cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT),
+                 "SCHEMATHESIS_HOOKS": "clickrec_platform_tests.schemathesis_hooks"})
+    assert finished.returncode == 0, finished.stdout[-6000:] + finished.stderr[-2000:]
+    generated = re.search(r"(\d+) generated, (\d+) passed", finished.stdout)
+    assert generated and int(generated[1]) == int(generated[2]) > 300, finished.stdout[-3000:]
 
 
 # Real time, end to end (last: the speed layer adds live windows to this module's schema) ------------

@@ -6,6 +6,8 @@ generated events loaded into silver.events and the generator's catalogue as the 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 
@@ -18,8 +20,10 @@ from clickrec_platform import orchestration
 from clickrec_platform.lake.silver import load_events_into_silver
 from clickrec_platform.lake.tables import GOLD_INTERACTIONS, SILVER_EVENTS
 from clickrec_platform.orchestration import PartitionRange
+from clickrec_platform.run_lock import graph_run_lock
 from clickrec_platform.settings import Settings
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events
+from clickrec_platform_tests.integration.test_run_lock import waiting_sessions
 from clickrec_platform_tests.support import lake_of_its_own
 
 pytestmark = pytest.mark.integration
@@ -71,6 +75,27 @@ def test_the_whole_feature_graph_materialises_and_every_check_passes(spark, lake
     weighted = silver.where(F.col("event").isin("view", "addtocart", "like", "transaction")).count()
     totals = _interactions(spark, lake)[["views", "addtocarts", "likes", "transactions"]].to_numpy().sum()
     assert totals == weighted
+
+
+def test_materialize_waits_for_another_run_of_the_graph_on_the_same_lake(spark, lake):
+    """`clickrec materialize` (and the demo) take the run lock that launched runs take in the graph's
+    executor (`test_run_lock.py`): while another run holds it, no step of this one starts."""
+    results: list[dg.ExecuteInProcessResult] = []
+    with graph_run_lock(lake, "test: another run of the graph"):
+        thread = threading.Thread(target=lambda: results.append(
+            orchestration.materialize(lake, "key:delta/silver/categories", raise_on_error=False)))
+        thread.start()
+        deadline = time.monotonic() + 120
+        while waiting_sessions(lake) == 0:
+            assert time.monotonic() < deadline and thread.is_alive(), "materialize never waited for the lock"
+            time.sleep(0.1)
+        assert results == []
+        released = time.time()
+    thread.join(timeout=600)
+    (result,) = results
+    assert result.success
+    record = orchestration.instance_for(lake).get_run_record_by_id(result.run_id)
+    assert record.start_time >= released
 
 
 def test_a_backfill_in_one_run_equals_days_one_by_one_and_reruns_do_not_duplicate(spark, lake):

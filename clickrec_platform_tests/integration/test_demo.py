@@ -67,7 +67,8 @@ def demo(stack: Settings, tmp_path: Path) -> Iterator[Demo]:
     environment = {
         "CLICKREC_HOME": str(home), "CLICKREC_KAFKA_TOPIC": tag, "CLICKREC_STREAM_APP_ID": tag,
         # The stack's servers, found by their addresses; this home manages only what the demo starts.
-        "CLICKREC_MANAGED_SERVICES": json.dumps(["api", "dashboard"]),
+        "CLICKREC_MANAGED_SERVICES": json.dumps(["api", "dashboard", "prometheus"]),
+        "CLICKREC_PROMETHEUS_PORT": str(free_port()),
         "CLICKREC_POSTGRES_PASSWORD": stack.ensure_local_password(),
         "CLICKREC_READER_PASSWORD": reader_password(stack, create=False),
         "DAGSTER_HOME": str(stack.dagster_home_dir),
@@ -109,6 +110,8 @@ def test_the_demo_runs_end_to_end_and_leaves_live_traffic_running(demo, capsys):
     assert status.returncode == 0 and all(row["healthy"] for row in rows.values()), rows
     assert all(rows[name]["pid"] for name in ("stream", "speed-layer", "live-producer")), \
         "live traffic runs in the background"
+    # The demo's Prometheus scrapes its API (started minutes ago: scraped many times since).
+    assert rows["prometheus"]["pid"] and "clickrec-api up" in rows["prometheus"]["detail"], rows["prometheus"]
 
     # Real answers from the demo's API, over what this demo published.
     schema = sql.Identifier(demo.settings.gold_schema)

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from clickrec_platform.events.codec import InvalidEvent, decode, encode
-from clickrec_platform.events.contract import FIELD_NAMES, frame_to_events
+from clickrec_platform.events.contract import FIELD_NAMES, FIELDS, frame_to_events
 from clickrec_platform.events.spark_parse import REASON, parse_events
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 
@@ -18,8 +18,10 @@ def _variants_of(good: dict) -> list[str]:
     def with_(**changes) -> str:
         return orjson.dumps({**good, **changes}).decode()
 
-    def without(name: str) -> str:
-        return orjson.dumps({k: v for k, v in good.items() if k != name}).decode()
+    def without(*names: str, **changes) -> str:
+        return orjson.dumps({k: v for k, v in {**good, **changes}.items() if k not in names}).decode()
+
+    nullable = [spec.name for spec in FIELDS if spec.nullable]
 
     return [
         "not json at all", "", "[1, 2, 3]", '"a string"', "42", "null", "{", '{"event_id": }',
@@ -39,6 +41,16 @@ def _variants_of(good: dict) -> list[str]:
         with_(event="view", transaction_id=77), with_(event="like", query="q"),
         with_(extra_field="ignored"), with_(session_id=None), with_(query='quote " and \\ backslash'),
         orjson.dumps({**good, "event": "like"}).decode(), "  " + with_(), with_(event="view\u00e9"),
+        # Absent nullable fields read as null (valid, or the rule that needs them says so).
+        without(*nullable), without("query"), without("transaction_id", "session_id"),
+        without("item_id", "transaction_id", event="search", query="shoes"), without("query", event="search"),
+        without("item_id"), without("query", "session_id", event="transaction", transaction_id=5),
+        without("transaction_id", event="transaction"),
+        # Several faults: one reason, by the contract's precedence.
+        without("visitor_id", "query", event="teleport"), with_(event="teleport", visitor_id=None, ts="x"),
+        without("event_id", "source", event="x" * 40), with_(schema_version=2, event="teleport"),
+        without("source", event=7), without("event", "visitor_id"), with_(event="teleport", schema_version="1"),
+        with_(event="", item_id=-1), with_(event=None, visitor_id=-1), without(*nullable, event="purchase"),
     ]
 
 

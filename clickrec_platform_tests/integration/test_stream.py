@@ -44,7 +44,7 @@ def message_mix(events: int, seed: int) -> tuple[list[tuple[bytes, bytes]], list
     """Valid events, re-sent duplicates and bad records; also the unique valid ids and bad reasons."""
     valid = [e for f in generate_events(GeneratorConfig(events=events, seed=seed, days=2)) for e in frame_to_events(f)]
     good = orjson.loads(encode(valid[0]))
-    bad = [b"not json", b"", b"[1,2]",
+    bad = [b"not json", b"", b"[1,2]", b"\xff\xfe\x00garbage",
            orjson.dumps({**good, "visitor_id": "seventeen"}), orjson.dumps({**good, "event": "purchase"}),
            orjson.dumps({**good, "event": "view", "item_id": None}), orjson.dumps({**good, "ts": 12}),
            orjson.dumps({k: v for k, v in good.items() if k != "source"})] * 3
@@ -84,6 +84,9 @@ def test_available_now_run_reconciles_and_quarantines_with_reasons(stream_settin
     assert sorted(silver_ids) == sorted(valid_ids)
     quarantined = Counter(r[0] for r in delta_rows(SILVER_QUARANTINE.path(s), "SELECT reason FROM t"))
     assert quarantined == bad_reasons
+    # As the bytes received, whatever they are; the text column is for humans.
+    assert (b"\xff\xfe\x00garbage", "\ufffd\ufffd\x00garbage", b"bad") in delta_rows(
+        SILVER_QUARANTINE.path(s), "SELECT raw_value, raw_text, raw_key FROM t")
     (totals,) = delta_rows(OPS_STREAM_BATCHES.path(s), "SELECT count(*), sum(bronze_rows), sum(silver_rows), "
                                                        "sum(quarantined_rows), sum(duplicate_rows) FROM t")
     batches, bronze, silver, quarantine, duplicates = totals

@@ -109,16 +109,22 @@ def with_changes(**changes: object) -> bytes:
     return orjson.dumps({**document, **changes})
 
 
-def without(name: str) -> bytes:
-    document = orjson.loads(encode(make_event()))
-    del document[name]
-    return orjson.dumps(document)
+def without(*names: str, **changes: object) -> bytes:
+    document = {**orjson.loads(encode(make_event())), **changes}
+    return orjson.dumps({key: value for key, value in document.items() if key not in names})
 
 
 REJECTED = [
     (b'{"event_id": "3f2a", ', "malformed_json"),
     (b"[1, 2]", "not_object"),
-    (without("item_id"), "missing_field:item_id"),
+    (without("source"), "missing_field:source"),
+    (without("visitor_id", "source"), "missing_field:visitor_id"),  # the first in contract order
+    (without("item_id"), "item_required"),  # absent reads as null; the rule says why that is wrong
+    # Precedence: what makes the rest moot comes first.
+    (without("visitor_id", "query", event="teleport"), "unknown_event:teleport"),
+    (with_changes(event="teleport", visitor_id=None, ts="x"), "unknown_event:teleport"),
+    (with_changes(schema_version=2, event="teleport"), "unsupported_schema_version"),
+    (without("source", event=7), "bad_type:event"),
     (with_changes(visitor_id=None), "null_field:visitor_id"),
     (with_changes(visitor_id="257597"), "bad_type:visitor_id"),
     (with_changes(item_id=True), "bad_type:item_id"),
@@ -145,6 +151,17 @@ def test_decode_rejects_with_a_reason_code(value: bytes, reason: str) -> None:
     assert caught.value.reason == reason
 
 
+@pytest.mark.parametrize("absent", [("query",), ("transaction_id",), ("session_id",),
+                                    ("query", "transaction_id", "session_id")])
+def test_decode_reads_absent_nullable_fields_as_null(absent: tuple[str, ...]) -> None:
+    assert decode(without(*absent)) == make_event()
+    search = make_event(event="search", item_id=None, query="shoes")
+    document = {k: v for k, v in orjson.loads(encode(search)).items() if k not in ("item_id", *absent)}
+    if "query" in absent:
+        document["query"] = "shoes"
+    assert decode(orjson.dumps(document)) == search
+
+
 def test_decode_ignores_fields_it_does_not_know() -> None:
     assert decode(with_changes(referrer="newsletter")) == make_event()
 
@@ -164,6 +181,8 @@ def test_frame_validation_gives_the_reasons_single_events_get() -> None:
         make_event(source=""),
         make_event(schema_version=2),
         make_event(event="foo", item_id=-1),  # breaks two rules: the first in order wins
+        make_event(event="foo", source=None),  # an unknown type comes before a null field
+        make_event(event="foo", schema_version=2),  # another version comes before everything
     ]
     expected = [None] * len(VALID_EVENTS) + [
         "unknown_event:foo",
@@ -178,6 +197,8 @@ def test_frame_validation_gives_the_reasons_single_events_get() -> None:
         "empty_field:source",
         "unsupported_schema_version",
         "unknown_event:foo",
+        "unknown_event:foo",
+        "unsupported_schema_version",
     ]
     assert [check_event(event) for event in events] == expected
     assert invalid_reasons(as_frame(events)).tolist() == expected

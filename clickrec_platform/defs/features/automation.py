@@ -4,6 +4,7 @@ import dagster as dg
 
 from clickrec_platform.defs.ingest.sources import SILVER_EVENTS_KEY
 from clickrec_platform.defs.partitions import EVENT_DATES
+from clickrec_platform.defs.resources import locked_in_process_executor
 from clickrec_platform.lake.table_versions import partitions_added_since
 from clickrec_platform.lake.tables import SILVER_EVENTS
 from clickrec_platform.settings import get_settings
@@ -11,8 +12,10 @@ from clickrec_platform.settings import get_settings
 # Reference data, features and (as the training issue adds them) models: everything downstream of silver.
 TRAINING_GRAPH = dg.AssetSelection.groups("reference", "features", "training", "publish")
 
+# Its runs rewrite the lake's tables and publish to Postgres: one at a time per lake and gold schema,
+# whether launched here (UI, schedule, sensor) or run in-process by `clickrec materialize` (run_lock.py).
 training_graph_job = dg.define_asset_job(
-    "training_graph", selection=TRAINING_GRAPH, partitions_def=EVENT_DATES,
+    "training_graph", selection=TRAINING_GRAPH, partitions_def=EVENT_DATES, executor_def=locked_in_process_executor,
     description="Reference data → features → training sets (→ models → publish), for a range of event dates.")
 
 # Observing silver.events records its Delta version (the data version) and runs its freshness check.

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from clickrec_platform.serving.api import queries, schemas
 from clickrec_platform.serving.api.blend import Blend, blend, top_up
 from clickrec_platform.serving.api.metrics import ApiMetrics, MetricsMiddleware
-from clickrec_platform.serving.api.params import parse_window
+from clickrec_platform.serving.api.params import WINDOW_PATTERN, parse_window
 from clickrec_platform.serving.roles import reader_dsn
 from clickrec_platform.settings import Settings, get_settings
 
@@ -45,7 +45,7 @@ CategoryId = Annotated[int | None, Query(ge=0, le=MAX_ID, description="Category 
 Limit = Annotated[int, Query(ge=1, le=100, description="How many items, 1–100.")]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    422: {"model": schemas.Error, "description": "A parameter is missing or invalid."},
+    422: {"model": schemas.InvalidRequest, "description": "A parameter is missing or invalid."},
     503: {"model": schemas.Error, "description": "The database is unreachable, too slow, or not set up."},
 }
 _NOT_FOUND = {404: {"model": schemas.Error, "description": "Unknown id."}}
@@ -142,8 +142,10 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
     @app.get("/trending", response_model=schemas.Trending, responses=_ERRORS, summary="Trending items, live")
     async def trending(
         limit: Limit = 20,
-        window: Annotated[str, Query(description="How far back from the latest window: 30m, 1h, 2d (1m–7d).")
-                          ] = "1h",
+        window: Annotated[str, Query(description="How far back from the latest window: minutes (30, 30m, "
+                                     "30min), hours (1h) or days (2d), 1 minute … 7 days.",
+                                     # Stated, and checked by parse_window for a clearer message.
+                                     json_schema_extra={"pattern": WINDOW_PATTERN})] = "1h",
     ) -> Response:
         """Items with the most weighted interactions in the event-time windows of the stream that
         ended within `window` before the latest one."""
@@ -175,20 +177,27 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
             raise HTTPException(404, f"unknown visitor {user_id}: no published statistics")
         return _json(row)
 
-    @app.get("/search", response_model=schemas.SearchResults, responses=_ERRORS, summary="Search the catalogue")
+    @app.get("/search", response_model=schemas.SearchResults, responses=_ERRORS, summary="Search the catalogue",
+             openapi_extra={"x-constraints": [{"rule": "min_price <= max_price", "when": "both are given",
+                                               "otherwise": 422}]})
     async def search(
-        q: Annotated[str, Query(min_length=1, max_length=200, description="Words to find (web-search syntax: "
-                                "quotes, OR, -word). Item ids and category ids are the words items have.")],
+        q: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[^\x00]*$",
+                                description="Words to find (web-search syntax: quotes, OR, -word), no NUL "
+                                "character. Item ids and category ids are the words items have.")],
         category: CategoryId = None,
-        min_price: Annotated[float | None, Query(ge=0, description="Lowest price.")] = None,
-        max_price: Annotated[float | None, Query(ge=0, description="Highest price.")] = None,
+        min_price: Annotated[float | None, Query(ge=0, description="Lowest price. Must not exceed max_price "
+                                                 "when both are given (422 otherwise).")] = None,
+        max_price: Annotated[float | None, Query(ge=0, description="Highest price; at least min_price when "
+                                                 "both are given (422 otherwise).")] = None,
         available: Annotated[bool | None, Query(description="Only available (true) or unavailable items.")] = None,
         limit: Limit = 20,
     ) -> Response:
         """PostgreSQL full-text search over the catalogue, filters combined with AND, best match first
-        (then by interaction weight over 30 days)."""
-        if "\x00" in q:
-            raise HTTPException(422, "query parameter 'q' must not contain NUL characters")
+        (then by interaction weight over 30 days).
+
+        One rule spans two parameters, which OpenAPI cannot state as a schema: **`min_price` ≤
+        `max_price`** when both are given; otherwise the answer is 422 naming both values. The
+        document carries it as `x-constraints` too, for tools that read extensions."""
         if min_price is not None and max_price is not None and min_price > max_price:
             raise HTTPException(422, f"min_price ({min_price:g}) is greater than max_price ({max_price:g})")
         rows = await read(lambda conn: queries.search(conn, gold, q, category, min_price, max_price, available,

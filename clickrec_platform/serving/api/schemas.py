@@ -5,20 +5,37 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class Error(BaseModel):
+class Shape(BaseModel):
+    """A response body: exactly these keys (the document says so, and the tests hold answers to it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(Shape):
     detail: str = Field(description="What went wrong, for a person to read.")
 
 
-class RecommendedItem(BaseModel):
+class ParameterError(Shape):
+    parameter: str | None = Field(description="The parameter's name.")
+    location: str | None = Field(alias="in", description="Where it was: query or path.")
+    message: str | None
+
+
+class InvalidRequest(Shape):
+    detail: str = Field(description="Each invalid parameter and why, for a person to read.")
+    errors: list[ParameterError] = Field(default=[], description="The same, one entry per parameter.")
+
+
+class RecommendedItem(Shape):
     item_id: int
     score: float = Field(description="Fused score (reciprocal ranks); 0 for fallback items.")
     source: str = Field(description="model, session, model+session, trending or popular.")
 
 
-class Recommendations(BaseModel):
+class Recommendations(Shape):
     user_id: int
     source: str = Field(description="What produced the list: blended (model and session), model, session, "
                                     "or for visitors without either, trending or popular.")
@@ -29,7 +46,7 @@ class Recommendations(BaseModel):
     items: list[RecommendedItem]
 
 
-class SimilarItem(BaseModel):
+class SimilarItem(Shape):
     similar_item_id: int
     rank: int
     score: float | None
@@ -38,24 +55,24 @@ class SimilarItem(BaseModel):
     run_id: str | None
 
 
-class SimilarItems(BaseModel):
+class SimilarItems(Shape):
     item_id: int
     items: list[SimilarItem]
 
 
-class TrendingItem(BaseModel):
+class TrendingItem(Shape):
     item_id: int
     score: float
     events: int
 
 
-class Trending(BaseModel):
+class Trending(Shape):
     window: str
     as_of: datetime | None = Field(description="End of the latest event-time window in the live table.")
     items: list[TrendingItem]
 
 
-class PopularItem(BaseModel):
+class PopularItem(Shape):
     item_id: int
     rank: int | None = None
     score: float | None
@@ -64,14 +81,14 @@ class PopularItem(BaseModel):
     run_id: str | None = None
 
 
-class PopularProducts(BaseModel):
+class PopularProducts(Shape):
     category: int | None
     source: str = Field(description="popular_items (the popularity model) or catalogue (a category it has no "
                                     "list for: its items by interaction weight over 30 days).")
     items: list[PopularItem]
 
 
-class UserStats(BaseModel):
+class UserStats(Shape):
     visitor_id: int
     views: int | None
     addtocarts: int | None
@@ -95,7 +112,7 @@ class UserStats(BaseModel):
     recent_items: list[int] = Field(description="Live: the visitor's latest items, newest first.")
 
 
-class SearchHit(BaseModel):
+class SearchHit(Shape):
     item_id: int
     title: str
     category_id: int | None
@@ -107,12 +124,12 @@ class SearchHit(BaseModel):
     relevance: float
 
 
-class SearchResults(BaseModel):
+class SearchResults(Shape):
     q: str
     items: list[SearchHit]
 
 
-class Health(BaseModel):
+class Health(Shape):
     status: str
     database: str
     published: dict[str, dict[str, Any]] = Field(description="Live version of each published table.")
