@@ -87,13 +87,13 @@ def test_an_unknown_visitor_gets_the_first_fallback_source_and_its_provenance():
     assert top_up(blend([], [], [], k=2), [], seen=[], k=2).source == "none"
 
 
-@pytest.mark.parametrize(("text", "minutes"), [("30m", 30), ("1h", 60), ("2d", 2880), ("15", 15), (" 10 MIN ", 10),
+@pytest.mark.parametrize(("text", "minutes"), [("30m", 30), ("1h", 60), ("2d", 2880), ("15", 15), ("10MIN", 10),
                                                ("7d", 10080), ("1m", 1)])
 def test_windows_parse(text, minutes):
     assert parse_window(text) == timedelta(minutes=minutes)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "1w", "-5m", "0m", "8d", "1.5h", "10s"])
+@pytest.mark.parametrize("text", ["", "abc", "1w", "-5m", "0m", "8d", "1.5h", "10s", " 10m "])
 def test_bad_windows_say_why(text):
     with pytest.raises(ValueError, match="window must"):
         parse_window(text)
