@@ -13,30 +13,47 @@ import dagster as dg
 
 from clickrec_platform.defs.resources import locked_in_process_executor
 
-OVERLAP_CHANCE_S = 3.0
-
 
 def _record(what: str, run_id: str) -> None:
     with open(os.environ["LOCK_JOB_EVENTS"], "a") as events:
         events.write(f"{what} {run_id} {time.time()}\n")
 
 
-def _others_running(run_id: str) -> bool:
+def _other_runs(run_id: str) -> tuple[set[str], set[str]]:
+    """Other runs whose op started, and those whose op ended."""
     started, ended = set(), set()
     for line in Path(os.environ["LOCK_JOB_EVENTS"]).read_text().splitlines():
         what, run, _ = line.split()
         (started if what == "start" else ended).add(run)
-    return bool(started - ended - {run_id})
+    return started - {run_id}, ended - {run_id}
+
+
+def _a_run_waits_for_the_lock() -> bool:
+    import psycopg
+
+    from clickrec_platform.run_lock import APPLICATION_PREFIX
+    from clickrec_platform.settings import get_settings
+
+    with psycopg.connect(get_settings().postgres_dsn(), autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name LIKE %s",
+            (f"{APPLICATION_PREFIX}%",)).fetchone()[0] > 0
 
 
 @dg.op
 def rewrite_tables(context) -> None:
-    """Lingers until another run's op starts (which the lock must prevent) or a while has passed, so
-    that two runs not held apart would overlap."""
+    """Lingers until another run's op starts (which the lock must prevent), another run waits for the
+    lock, another run has already been, or a while has passed: two runs not held apart would overlap."""
     _record("start", context.run_id)
-    deadline = time.monotonic() + OVERLAP_CHANCE_S
-    while time.monotonic() < deadline and not _others_running(context.run_id):
-        time.sleep(0.02)
+    # $LOCK_JOB_LINGER_S: long enough for a second process to start and ask for the lock on a loaded
+    # machine; the op ends as soon as another run waits for the lock or has been.
+    deadline = time.monotonic() + float(os.environ.get("LOCK_JOB_LINGER_S", "3"))
+    while time.monotonic() < deadline:
+        started, ended = _other_runs(context.run_id)
+        if started - ended or ended or _a_run_waits_for_the_lock():
+            break
+        time.sleep(0.05)
     _record("end", context.run_id)
 
 

@@ -22,9 +22,10 @@ from clickrec_platform.stack.scratch import scratch_process_settings
 pytestmark = pytest.mark.integration
 
 
-def launch(home: Path, events: Path) -> subprocess.Popen:
+def launch(home: Path, events: Path, linger_s: float = 3.0) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "clickrec_platform_tests.lock_job"], cwd=PROJECT_ROOT,
-                            env={**os.environ, "DAGSTER_HOME": str(home), "LOCK_JOB_EVENTS": str(events)},
+                            env={**os.environ, "DAGSTER_HOME": str(home), "LOCK_JOB_EVENTS": str(events),
+                                 "LOCK_JOB_LINGER_S": str(linger_s)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -54,7 +55,8 @@ def namespace(stack, tmp_path):
 
 def test_two_launched_runs_started_together_run_one_after_the_other(namespace):
     settings, home, events = namespace
-    runs = [launch(home, events), launch(home, events)]
+    runs = [launch(home, events, linger_s=90), launch(home, events, linger_s=90)]  # the first lingers till the
+    # second waits for the lock, however slowly it starts
     outputs = [run.communicate(timeout=180)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     starts = sorted((t, run) for what, run, t in op_events(events) if what == "start")
