@@ -1,6 +1,7 @@
 """`SessionData` as a table (`gold.sessions`) and back, and the checks that table must pass.
 
-One row per kept event: session_key, visitor_id, ts (epoch ms), item_id, split (train /
+One row per kept event: session_key, position (in the session, from 0: equal times keep their
+order), visitor_id, ts (epoch ms), item_id, split (train /
 validation / test), evaluated (the row is part of the split's evaluated sessions: every train
 row; validation rows whose item train knows, in sessions still >= 2 long; every test row, as the
 protocol already dropped what train + validation does not know), and the protocol's two split
@@ -16,7 +17,7 @@ import pandas as pd
 
 from clickrec_platform.recommend.session.protocol import SessionData, SessionProtocol, Sessions
 
-COLUMNS = ("session_key", "visitor_id", "ts", "item_id", "split", "evaluated", "test_from_ms",
+COLUMNS = ("session_key", "position", "visitor_id", "ts", "item_id", "split", "evaluated", "test_from_ms",
            "validation_from_ms")
 
 
@@ -30,11 +31,15 @@ def sessions_frame(data: SessionData) -> pd.DataFrame:
         ("test", data.test, None),
     ):
         frame = sessions.to_frame(data.item_ids).drop(columns="item_index")
+        frame.insert(1, "position", np.arange(len(frame)) - np.repeat(sessions.offsets[:-1], sessions.lengths))
         if evaluated is None:
             frame["evaluated"] = True
         else:
-            keys = pd.MultiIndex.from_frame(evaluated[["session_key", "ts", "item_id"]])
-            frame["evaluated"] = pd.MultiIndex.from_frame(frame[["session_key", "ts", "item_id"]]).isin(keys)
+            # Evaluated validation sessions are whole sessions less the items train does not know.
+            kept = set(evaluated["session_key"].tolist())
+            known = np.zeros(data.n_items, dtype=bool)
+            known[data.train.items] = True
+            frame["evaluated"] = frame["session_key"].isin(kept).to_numpy() & known[sessions.items]
         frame.insert(4, "split", split)
         parts.append(frame)
     out = pd.concat(parts, ignore_index=True)
@@ -48,7 +53,7 @@ def session_data_from_frame(frame: pd.DataFrame, protocol: SessionProtocol | Non
     missing = set(COLUMNS) - set(frame.columns)
     if missing:
         raise ValueError(f"sessions table lacks column(s) {sorted(missing)}")
-    frame = frame.sort_values(["session_key", "ts"], kind="stable", ignore_index=True)
+    frame = frame.sort_values(["session_key", "position"], kind="stable", ignore_index=True)
     split = frame["split"].to_numpy(dtype=object)
     item_ids = np.unique(frame["item_id"].to_numpy(dtype=np.int64)[split != "test"])
     evaluated = frame["evaluated"].to_numpy(dtype=bool)
