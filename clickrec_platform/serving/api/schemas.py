@@ -25,6 +25,9 @@ class Recommendations(BaseModel):
     model_name: str | None
     model_version: str | None = Field(description="Registry version of the model behind the list, if any.")
     run_id: str | None = Field(description="MLflow run of that model.")
+    session_model_name: str | None = Field(None, description="The session champion whose next-item list was "
+                                                             "blended in (null when none was used).")
+    session_model_version: str | None = Field(None, description="Its registry version.")
     based_on_recent_items: list[int] = Field(description="The visitor's most recent items used (newest first).")
     items: list[RecommendedItem]
 
