@@ -41,7 +41,7 @@ def test_every_candidate_is_scored_once_on_test_after_a_refit_and_logged_with_it
     result = _train(splits, tmp_path, ["most_popular", "item_knn_bm25"])
 
     assert len(no_tracking) == 2
-    for candidate, (validation, test) in zip(result.candidates, no_tracking, strict=True):
+    for candidate, (_validation, test) in zip(result.candidates, no_tracking, strict=True):
         assert candidate.evaluation.split == "validation" and test.split == "test"
         assert test is candidate.test_evaluation and test.model == candidate.name
         assert {"test_ndcg_at_20", "test_recall_at_20_ci_low"} <= set(test.flat("test"))
