@@ -625,6 +625,8 @@ def bench_api(
     workers: Annotated[int | None, typer.Option(help="uvicorn workers (default CLICKREC_API_WORKERS).")] = None,
     only: Annotated[str | None, typer.Option(help="Only endpoints containing this text, e.g. recommendations.")
                     ] = None,
+    session_model: Annotated[bool, typer.Option(help="Register a session champion (V-SKNN) the workers load "
+                                                     "and blend in.")] = True,
 ) -> None:
     """Load-test the API with wrk on loopback, against generated data in a scratch schema:
     requests/s and p50/p95/p99 per endpoint."""
@@ -634,7 +636,7 @@ def bench_api(
     try:
         for line in run_api_benchmark(settings, visitors=visitors, items=items, duration_s=duration,
                                       connections=connections, workers=workers or settings.api_workers,
-                                      only=only):
+                                      only=only, session_model=session_model):
             console.print(line, highlight=False, soft_wrap=True)
     except RuntimeError as exc:
         raise _fail(str(exc)) from exc

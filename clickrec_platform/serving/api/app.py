@@ -227,7 +227,11 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
         except (psycopg.Error, PoolTimeout) as exc:
             return _json({"status": "unavailable", "database": _reason(exc), "published": {}}, 503,
                          {"Retry-After": "1"})
-        return _json({"status": "ok", "database": "ok", "published": published})
+        held = session_model.provenance
+        return _json({"status": "ok", "database": "ok", "published": published,
+                      "session_model": None if held is None else {"name": held.model_name,
+                                                                  "version": held.model_version,
+                                                                  "run_id": held.run_id}})
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
              responses={200: {"content": {"text/plain": {}}}})

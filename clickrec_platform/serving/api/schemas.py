@@ -119,3 +119,5 @@ class Health(BaseModel):
     status: str
     database: str
     published: dict[str, dict[str, Any]] = Field(description="Live version of each published table.")
+    session_model: dict[str, str] | None = Field(None, description="The session champion this worker holds "
+                                                                   "(name, version, run_id), or null.")
