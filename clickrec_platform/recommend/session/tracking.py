@@ -128,6 +128,8 @@ def load_session_model(registered_model: str, alias: str = SESSION_CHAMPION, tra
         return None
     version_, run_id = found
     client = MlflowClient(tracking_uri)
+    if tracking_uri is not None:  # `models:/` URIs resolve against the process's tracking server
+        mlflow.set_tracking_uri(tracking_uri)
     model = mlflow.pyfunc.load_model(f"models:/{registered_model}/{version_}")
     servable = model.unwrap_python_model().servable
     name = client.get_run(run_id).data.tags.get(SESSION_CANDIDATE_TAG, servable.model.name)
