@@ -101,13 +101,13 @@ class SessionBenchmark:
             f"{s['test_sessions']:,} test sessions, {s['test_predictions']:,} predictions; "
             f"generate + sessionise {self.prepare_s:.1f}s (not in the target)",
             "",
-            f"{'model':<12} {'HR@20 [' + f'{self.confidence:.0%}' + ' CI]':>26} {'MRR@20':>7} {'NDCG@20':>8} "
+            f"{'model':<16} {'HR@20 [' + f'{self.confidence:.0%}' + ' CI]':>26} {'MRR@20':>7} {'NDCG@20':>8} "
             f"{'HR@10':>6} {'fit s':>6} {'predict s':>9} {'predictions':>11}",
         ]
         for r in self.results:
             e = r.evaluation
             out.append(
-                f"{r.label:<12} {self.ci(r, 'hitrate@20')!s:>26} {e.value('mrr@20'):>7.4f} {e.value('ndcg@20'):>8.4f} "
+                f"{r.label:<16} {self.ci(r, 'hitrate@20')!s:>26} {e.value('mrr@20'):>7.4f} {e.value('ndcg@20'):>8.4f} "
                 f"{e.value('hitrate@10'):>6.4f} {r.fit_s:>6.2f} {r.predict_s:>9.2f} {e.n_cases:>11,}"
             )
         out.append("")
