@@ -137,3 +137,13 @@ def test_validation_items_unknown_to_train_are_kept_whole_but_not_evaluated():
     again = session_data_from_frame(frame, protocol)
     assert data.item_ids[again.validation.items].tolist() == [10, 11]
     assert data.item_ids[again.validation_full.items].tolist() == [10, 12, 11]
+
+
+def test_the_comparison_table_has_a_row_per_candidate_with_validation_and_test(data):
+    from clickrec_platform.recommend.session.training import session_comparison_table
+
+    candidates = train_session_candidates(data, ["popularity", "sr"], grids={})
+    table = session_comparison_table(candidates).splitlines()
+    assert table[0].startswith("| model | params | val hitrate@20") and "test ndcg@20" in table[0]
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| popularity", "| sr"]
+    assert f"{candidates[1].test.value('mrr@20'):.4f}" in table[3]

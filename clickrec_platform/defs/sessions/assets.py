@@ -34,6 +34,7 @@ from clickrec_platform.recommend.session.tracking import (
 )
 from clickrec_platform.recommend.session.training import (
     best_session_challenger,
+    session_comparison_table,
     session_gate_references,
     train_session_candidates,
 )
@@ -132,12 +133,10 @@ def session_models(context: dg.AssetExecutionContext, lake: LakeResource):
     client.set_model_version_tag(registered, version, GATE_TAG, reason[:5000])
     client.set_tag(best.run.run_id, GATE_TAG, reason[:5000])
 
-    summary = {c.name: {"validation": round(c.value(metric), 4), "test": round(c.test.value(metric), 4)}
-               for c in candidates}
     yield dg.MaterializeResult(asset_key=SESSION_MODELS_KEY, metadata={
         **{f"{c.name}_session_{metric}": round(c.value(metric), 5) for c in candidates},
         **{f"{c.name}_test_session_{metric}": round(c.test.value(metric), 5) for c in candidates},
-        "comparison": dg.MetadataValue.json(summary), **data.summary()})
+        "comparison": dg.MetadataValue.md(session_comparison_table(candidates)), **data.summary()})
     current = client.get_model_version_by_alias(registered, SESSION_CHAMPION).version if decision.promote or \
         champion else None
     yield dg.MaterializeResult(asset_key=SESSION_CHAMPION_KEY, metadata={

@@ -141,6 +141,18 @@ def session_gate_references(
     return references, f"the session champion's configuration ({name}) retrained here stands in for it"
 
 
+def session_comparison_table(candidates: Sequence[SessionCandidate], ks: Sequence[int] = (20,)) -> str:
+    """Markdown: each candidate's validation and test HR/MRR/NDCG (the test column chose nothing)."""
+    metrics = [f"{name}@{k}" for k in ks for name in ("hitrate", "mrr", "ndcg")]
+    header = ["model", "params", *(f"val {m}" for m in metrics), *(f"test {m}" for m in metrics), "fit s"]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for c in candidates:
+        values = [f"{c.validation.value(m):.4f}" for m in metrics] + [f"{c.test.value(m):.4f}" for m in metrics]
+        params = ", ".join(f"{k}={v}" for k, v in c.params.items())
+        rows.append(f"| {c.name} | {params} | " + " | ".join(values) + f" | {c.fit_seconds:.1f} |")
+    return "\n".join(rows)
+
+
 class SessionServable:
     """A fitted session model with its item ids: what the API holds and asks per request."""
 
