@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from clickrec_platform.recommend.data import lookup_index
 from clickrec_platform.recommend.gate import BASELINE_REFERENCE, CHAMPION_REFERENCE, Reference
 from clickrec_platform.recommend.session.base import SessionRecommender
 from clickrec_platform.recommend.session.baselines import Popularity, RecentItemKNN
@@ -164,10 +165,8 @@ class SessionServable:
                       ) -> list[tuple[int, float]]:
         """(item id, score) best first after a session given as item ids, oldest first; unknown items
         are skipped, and the list may be shorter than k (the caller tops it up)."""
-        ids = np.asarray(item_ids, dtype=np.int64)
-        position = np.searchsorted(self.item_ids, ids)
-        position = np.minimum(position, max(len(self.item_ids) - 1, 0))
-        known = (len(self.item_ids) > 0) & (self.item_ids[position] == ids) if len(ids) else np.zeros(0, bool)
+        position = lookup_index(self.item_ids, item_ids)
+        known = position >= 0
         stamps = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)[known]
         items, scores = self.model.recommend(position[known], stamps, k)
         return [(int(item), float(score)) for item, score in zip(self.item_ids[items], scores, strict=True)]
