@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -62,6 +63,16 @@ def up(names: ServiceNames = None) -> None:
     console.print(f"stack up in {time.monotonic() - started_at:.1f}s")
 
 
+def _fit_session_split_to(days: int) -> None:
+    """A short demo history cannot hold the session protocol's default 2 days of test and 2 of
+    validation before some training: unless set, each gets a third of the history (at most 2 days).
+    The Dagster assets read the settings from the environment, hence the variables."""
+    share = min(2.0, days / 3)
+    for name in ("CLICKREC_SESSION_TEST_DAYS", "CLICKREC_SESSION_VALIDATION_DAYS"):
+        os.environ.setdefault(name, f"{share:g}")
+    get_settings.cache_clear()
+
+
 @app.command()
 def demo(
     events: Annotated[int | None, typer.Option(
@@ -105,6 +116,7 @@ def demo(
         sql("SELECT event, event_count, first_event_at, last_event_at FROM gold.event_statistics "
             "ORDER BY event_count DESC", output="table", limit=10)
         console.rule("materialising the Dagster graph (reference data → features → models → publish)")
+        _fit_session_split_to(days)
         report = materialize_and_report(settings)
         _print_run_report(report)
         if not report.success:
