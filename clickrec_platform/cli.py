@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -62,6 +63,16 @@ def up(names: ServiceNames = None) -> None:
     console.print(f"stack up in {time.monotonic() - started_at:.1f}s")
 
 
+def _fit_session_split_to(days: int) -> None:
+    """A short demo history cannot hold the session protocol's default 2 days of test and 2 of
+    validation before some training: unless set, each gets a third of the history (at most 2 days).
+    The Dagster assets read the settings from the environment, hence the variables."""
+    share = min(2.0, days / 3)
+    for name in ("CLICKREC_SESSION_TEST_DAYS", "CLICKREC_SESSION_VALIDATION_DAYS"):
+        os.environ.setdefault(name, f"{share:g}")
+    get_settings.cache_clear()
+
+
 @app.command()
 def demo(
     events: Annotated[int | None, typer.Option(
@@ -105,6 +116,7 @@ def demo(
         sql("SELECT event, event_count, first_event_at, last_event_at FROM gold.event_statistics "
             "ORDER BY event_count DESC", output="table", limit=10)
         console.rule("materialising the Dagster graph (reference data → features → models → publish)")
+        _fit_session_split_to(days)
         report = materialize_and_report(settings)
         _print_run_report(report)
         if not report.success:
@@ -640,6 +652,8 @@ def bench_api(
     workers: Annotated[int | None, typer.Option(help="uvicorn workers (default CLICKREC_API_WORKERS).")] = None,
     only: Annotated[str | None, typer.Option(help="Only endpoints containing this text, e.g. recommendations.")
                     ] = None,
+    session_model: Annotated[bool, typer.Option(help="Register a session champion (V-SKNN) the workers load "
+                                                     "and blend in.")] = True,
 ) -> None:
     """Load-test the API with wrk on loopback, against generated data in a scratch schema:
     requests/s and p50/p95/p99 per endpoint."""
@@ -649,7 +663,7 @@ def bench_api(
     try:
         for line in run_api_benchmark(settings, visitors=visitors, items=items, duration_s=duration,
                                       connections=connections, workers=workers or settings.api_workers,
-                                      only=only):
+                                      only=only, session_model=session_model):
             console.print(line, highlight=False, soft_wrap=True)
     except RuntimeError as exc:
         raise _fail(str(exc)) from exc

@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     silver_freshness_hours: float = 24.0  # a warning when silver.events has not grown for longer
     # Models (Dagster training assets): candidates, the gate, and what the champion writes.
     training_models: list[str] = ["most_popular", "random", "item_knn_cosine", "item_knn_bm25", "als", "bpr",
-                                  "session_knn"]
+                                  "recent_item_knn"]
     # Hyper-parameter grids searched on validation before a candidate is fitted for good, e.g.
     # CLICKREC_TRAINING_GRIDS='{"als": {"factors": [32, 64], "alpha": [2, 10, 40]}}'. Small by default.
     training_grids: dict[str, dict[str, list[float | int | str | None]]] = {
@@ -147,7 +147,28 @@ class Settings(BaseSettings):
     }
     registered_model_name: str = "clickrec-recommender"
     gate_metric: str = "ndcg@20"  # validation metric the champion/challenger gate compares
-    gate_min_relative_lift: float = 0.0  # 0.05: a challenger must be 5% better
+    gate_min_relative_lift: float = 0.0  # 0.05: a challenger's point estimate must also be 5% better
+    # The gate promotes only when the paired bootstrap interval of (challenger - reference) lies above 0
+    # at this confidence, for the champion and for the popularity baseline alike.
+    gate_confidence: float = 0.95
+    gate_bootstrap_samples: int = 1000
+
+    # Sessions (gold.sessions) and the session models (next item after the visitor's current session).
+    session_gap_minutes: float = 30.0  # a session ends after this many idle minutes (or a session_id change)
+    session_event_types: list[str] = ["view"]  # event types kept in sessions
+    session_split_on_session_id: bool = True  # also cut where the events' session_id changes
+    session_min_length: int = 2  # sessions shorter than this are dropped
+    session_min_item_support: int = 5  # items with fewer events are dropped
+    session_test_days: float = 2.0  # sessions ending in the last N days are test
+    session_validation_days: float = 2.0  # ... and those ending in the N days before, validation
+    session_models: list[str] = ["popularity", "sr", "sknn", "vsknn", "stan", "recent_item_knn"]
+    # Grids searched on validation, around session-rec's tuned RetailRocket values (the fixed rest).
+    session_grids: dict[str, dict[str, list[float | int | str | None]]] = {
+        "sr": {"steps": [5, 10]}, "sknn": {"k": [50, 100]}, "vsknn": {"weighting_score": ["div", "linear"]},
+        "stan": {"lambda_inh": [0.4525, 2.05]},
+    }
+    session_metric: str = "mrr@20"  # validation metric the search and the session gate compare
+    session_registered_model_name: str = "clickrec-session-recommender"
     recommend_top_n: int = 20
     recommend_active_days: float = 30.0  # visitors scored ahead of time; the API serves the rest on the fly
     popular_window_days: int = 7
@@ -170,6 +191,9 @@ class Settings(BaseSettings):
     api_pool_max_size: int = 8
     api_pool_timeout_s: float = 2.0  # a request waits this long for a connection, then answers 503
     api_statement_timeout_ms: int = 2000  # a query running longer is cancelled (503)
+    # Each API worker holds the session champion (from MLflow) and checks this often whether its
+    # alias moved; 0 turns the session model off (the live part of the blend is then similar items).
+    api_session_model_refresh_seconds: float = 30.0
     # The read-only role of SQL consumers and the API; its password is generated once into the state
     # dir (reader.password, mode 600) unless set here.
     reader_role: str = "clickrec_reader"

@@ -4,10 +4,16 @@ Everything happens in a scratch schema: the published tables are filled through 
 path (so its COPY throughput is measured too), live tables through the stream job's loaders, then
 `clickrec serve` runs as a child process and wrk loads one endpoint at a time with ids drawn at
 random (a tenth of the visitors unknown, so the fallback path is part of the mix).
+
+By default a session champion (V-SKNN on generated sessions) is registered under a scratch name and
+every worker loads it, and the visitors with live recent items replay real sessions, so
+`/recommendations` is measured with the session model in the request path (`--no-session-model`:
+the recent items' similar items instead, as before issue #18).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -61,9 +67,11 @@ end
 
 
 def seed_serving_data(conn: psycopg.Connection, settings: Settings, visitors: int, items: int,
-                      seed: int = 7) -> list[str]:
+                      seed: int = 7, sessions: list[list[int]] | None = None) -> list[str]:
     """Fill the scratch schema: recommendations, similar items, popularity, stats, the catalogue and
-    live tables; returns lines about the publishes (rows/s)."""
+    live tables; returns lines about the publishes (rows/s). With `sessions` (item id lists), each
+    visitor with live recent items gets the first items of one of them, a minute apart, so the
+    session model has real sessions to answer for; otherwise random items."""
     rng = np.random.default_rng(seed)
     schema, role = settings.gold_schema, settings.reader_role
     now = datetime.now(UTC)
@@ -126,9 +134,16 @@ def seed_serving_data(conn: psycopg.Connection, settings: Settings, visitors: in
     recent_visitors = rng.choice(np.arange(1, visitors + 1), int(visitors * RECENT_SHARE), replace=False)
     n = len(recent_visitors) * RECENT_PER_VISITOR
     seen_at = pa.array([now - timedelta(seconds=int(s)) for s in rng.integers(0, 3600, n)], pa.timestamp("us", tz="UTC"))
-    upsert_recent_items(conn, pa.table({"visitor_id": np.repeat(recent_visitors, RECENT_PER_VISITOR),
-                                        "item_id": rng.integers(1, items + 1, n), "last_event": ["view"] * n,
-                                        "last_seen_at": seen_at}), schema=schema)
+    recent = {"visitor_id": np.repeat(recent_visitors, RECENT_PER_VISITOR), "item_id": rng.integers(1, items + 1, n),
+              "last_event": ["view"] * n, "last_seen_at": seen_at}
+    if sessions:
+        rows = [(visitor, item, now - timedelta(minutes=len(chosen) - position))
+                for visitor in recent_visitors.tolist()
+                for chosen in [list(dict.fromkeys(sessions[rng.integers(len(sessions))]))[:RECENT_PER_VISITOR]]
+                for position, item in enumerate(chosen)]
+        recent = {"visitor_id": [r[0] for r in rows], "item_id": [r[1] for r in rows], "last_event": ["view"] * len(rows),
+                  "last_seen_at": pa.array([r[2] for r in rows], pa.timestamp("us", tz="UTC"))}
+    upsert_recent_items(conn, pa.table(recent), schema=schema)
     ends = [now.replace(second=0, microsecond=0) - timedelta(minutes=5 * w) for w in range(12)]
     trending = pa.table({"window_start": [end - timedelta(minutes=10) for end in ends for _ in range(50)],
                          "window_end": [end for end in ends for _ in range(50)],
@@ -137,7 +152,8 @@ def seed_serving_data(conn: psycopg.Connection, settings: Settings, visitors: in
                          "score": rng.random(600) * 100, "event_count": rng.integers(1, 100, 600),
                          "rank": np.tile(np.arange(1, 51, dtype=np.int32), 12)})
     replace_windows(conn, "trending_items", trending, [end - timedelta(minutes=10) for end in ends], schema=schema)
-    lines.append(f"live tables: {len(recent_visitors):,} visitors with {RECENT_PER_VISITOR} recent items, "
+    lines.append(f"live tables: {len(recent_visitors):,} visitors with up to {RECENT_PER_VISITOR} recent items"
+                 f"{' (the first items of generated sessions)' if sessions else ''}, "
                  f"{trending.num_rows} trending rows in 12 windows")
     return lines
 
@@ -188,56 +204,120 @@ def run_wrk(url: str, template: str, low: int, high: int, duration_s: float, con
             "socket_errors": raw["socket_errors"], **{f"{p}_ms": raw[f"{p}_us"] / 1000 for p in ("p50", "p95", "p99", "max")}}
 
 
+def register_session_model(settings: Settings, events: int = 400_000) -> tuple[list[list[int]], str]:
+    """V-SKNN (session-rec's tuned RetailRocket values, the benchmark's best session model) fitted on
+    generated sessions and registered as `settings`' session champion; returns the test sessions
+    (item ids) the benchmark's visitors replay, and a line saying what was registered."""
+    from mlflow import MlflowClient
+
+    from clickrec_platform.benchmarks.sessions import prepare
+    from clickrec_platform.recommend.session.protocol import SessionProtocol
+    from clickrec_platform.recommend.session.tracking import SESSION_CHAMPION, log_session_run
+    from clickrec_platform.recommend.session.training import train_session_candidates
+    from clickrec_platform.sources.generator import GeneratorConfig
+
+    data = prepare(GeneratorConfig(events=events, days=27, seed=42),
+                   SessionProtocol(split_on_session_id=False, test_days=2, validation_days=2))
+    (candidate,) = train_session_candidates(data, ["vsknn"], grids={}, progress=lambda _: None)
+    run = log_session_run(settings.mlflow_experiment, candidate, data.item_ids, params={}, tags={},
+                          tracking_uri=settings.tracking_uri, registered_model_name=settings.session_registered_model_name,
+                          n_boot=100)
+    MlflowClient(settings.tracking_uri).set_registered_model_alias(settings.session_registered_model_name,
+                                                                   SESSION_CHAMPION, run.registered_version)
+    sessions = [data.item_ids[data.test.session(i)[0]].tolist() for i in range(len(data.test))]
+    return sessions, (f"session champion: vsknn fitted on {len(data.train_full):,} generated sessions "
+                      f"({data.n_items:,} items), v{run.registered_version} of {settings.session_registered_model_name}")
+
+
+def _remove_session_model(settings: Settings) -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(settings.tracking_uri)
+    with contextlib.suppress(MlflowException):  # nothing registered
+        client.delete_registered_model(settings.session_registered_model_name)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    if experiment is not None:
+        client.delete_experiment(experiment.experiment_id)
+
+
+def _wait_for_session_model(url: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:  # several probes: each worker loads its own copy
+        if all(httpx.get(f"{url}/health", timeout=2.0).json().get("session_model") for _ in range(8)):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the API workers did not load the session model within {timeout_s:.0f}s")
+
+
 def run_api_benchmark(settings: Settings, *, visitors: int, items: int, duration_s: float, connections: int,
-                      workers: int, only: str | None = None) -> Iterator[str]:
+                      workers: int, only: str | None = None, session_model: bool = True) -> Iterator[str]:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: `clickrec setup` (as root) or `apt-get install wrk`")
     with scratch_settings(settings, "benchapi") as scratch:
+        scratch = scratch.model_copy(update={"mlflow_experiment": scratch.session_registered_model_name})
         started = time.monotonic()
-        with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
-            yield from seed_serving_data(conn, scratch, visitors, items)
-        yield f"test data ready in {time.monotonic() - started:.1f}s"
+        sessions = None
+        try:
+            if session_model:
+                sessions, line = register_session_model(scratch)
+                yield f"{line} in {time.monotonic() - started:.1f}s"
+            with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
+                yield from seed_serving_data(conn, scratch, visitors, items, sessions=sessions)
+            yield f"test data ready in {time.monotonic() - started:.1f}s"
+            yield from _load(settings, scratch, visitors, items, duration_s, connections, workers, only, session_model)
+        finally:
+            if session_model:
+                _remove_session_model(scratch)
 
-        host = settings.bind_host
-        port = _free_port(host)
-        url = f"http://{host}:{port}"
-        env = {**os.environ, "CLICKREC_GOLD_SCHEMA": scratch.gold_schema, "CLICKREC_API_PORT": str(port)}
-        log_path = settings.state_dir / "bench-api-server.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("wb") as server_log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "clickrec_platform.cli", "serve", "--workers", str(workers)],
-                env=env, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)
+
+def _load(settings: Settings, scratch: Settings, visitors: int, items: int, duration_s: float, connections: int,
+          workers: int, only: str | None, session_model: bool) -> Iterator[str]:
+    """`clickrec serve` on the scratch schema (and session model), then wrk on each endpoint."""
+    host = settings.bind_host
+    port = _free_port(host)
+    url = f"http://{host}:{port}"
+    env = {**os.environ, "CLICKREC_GOLD_SCHEMA": scratch.gold_schema, "CLICKREC_API_PORT": str(port),
+           "CLICKREC_SESSION_REGISTERED_MODEL_NAME": scratch.session_registered_model_name,
+           "CLICKREC_API_SESSION_MODEL_REFRESH_SECONDS": "30" if session_model else "0"}
+    log_path = settings.state_dir / "bench-api-server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as server_log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "clickrec_platform.cli", "serve", "--workers", str(workers)],
+            env=env, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_healthy(url, server)
+            if session_model:
+                _wait_for_session_model(url)
+            yield (f"API: {workers} uvicorn worker(s) on {url}; wrk 1 thread, {connections} connections, "
+                   f"{duration_s:.0f}s per endpoint, on the same 2-core machine")
+            unknown = visitors // 10
+            endpoints = [
+                ("/recommendations/{user_id}", "/recommendations/%d", 1, visitors + unknown),
+                ("/similar-items/{item_id}", "/similar-items/%d", 1, items),
+                ("/trending", "/trending?limit=20&window=1h&r=%d", 1, 1000),
+                ("/popular-products?category=", "/popular-products?limit=20&category=%d", 1, CATEGORIES),
+                ("/user-stats/{user_id}", "/user-stats/%d", 1, visitors),
+                ("/search?q=<category>", "/search?q=%d&limit=20", 1, CATEGORIES),
+            ]
+            endpoints = [e for e in endpoints if only is None or only in e[0]]
+            yield f"{'endpoint':<30} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'non-2xx':>8}"
+            sent = 0
+            for name, template, low, high in endpoints:
+                warm = run_wrk(url, template, low, high, 2, connections)  # prepared statements, caches
+                r = run_wrk(url, template, low, high, duration_s, connections)
+                sent += warm["requests"] + r["requests"] if name.startswith("/recommendations") else 0
+                yield (f"{name:<30} {r['rps']:>8,.0f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+                       f"{r['max_ms']:>8.1f} {r['non2xx'] + r['socket_errors']:>8,}")
+            counted = _counted(httpx.get(f"{url}/metrics", timeout=5).text, "/recommendations/{user_id}")
+            yield (f"/metrics (all workers) counted {counted:,.0f} answered /recommendations requests; "
+                   f"wrk completed {sent:,}")
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
             try:
-                _wait_healthy(url, server)
-                yield (f"API: {workers} uvicorn worker(s) on {url}; wrk 1 thread, {connections} connections, "
-                       f"{duration_s:.0f}s per endpoint, on the same 2-core machine")
-                unknown = visitors // 10
-                endpoints = [
-                    ("/recommendations/{user_id}", "/recommendations/%d", 1, visitors + unknown),
-                    ("/similar-items/{item_id}", "/similar-items/%d", 1, items),
-                    ("/trending", "/trending?limit=20&window=1h&r=%d", 1, 1000),
-                    ("/popular-products?category=", "/popular-products?limit=20&category=%d", 1, CATEGORIES),
-                    ("/user-stats/{user_id}", "/user-stats/%d", 1, visitors),
-                    ("/search?q=<category>", "/search?q=%d&limit=20", 1, CATEGORIES),
-                ]
-                endpoints = [e for e in endpoints if only is None or only in e[0]]
-                yield f"{'endpoint':<30} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'non-2xx':>8}"
-                sent = 0
-                for name, template, low, high in endpoints:
-                    warm = run_wrk(url, template, low, high, 2, connections)  # prepared statements, caches
-                    r = run_wrk(url, template, low, high, duration_s, connections)
-                    sent += warm["requests"] + r["requests"] if name.startswith("/recommendations") else 0
-                    yield (f"{name:<30} {r['rps']:>8,.0f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-                           f"{r['max_ms']:>8.1f} {r['non2xx'] + r['socket_errors']:>8,}")
-                counted = _counted(httpx.get(f"{url}/metrics", timeout=5).text, "/recommendations/{user_id}")
-                yield (f"/metrics (all workers) counted {counted:,.0f} answered /recommendations requests; "
-                       f"wrk completed {sent:,}")
-            finally:
-                os.killpg(server.pid, signal.SIGTERM)
-                try:
-                    server.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(server.pid, signal.SIGKILL)
-                    server.wait()
-        yield f"server log: {Path(log_path)}"
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+    yield f"server log: {Path(log_path)}"

@@ -38,15 +38,3 @@ def interactions(events: DataFrame) -> DataFrame:
             .groupBy("event_date", "visitor_id", "item_id")
             .agg(*event_counts(), F.sum("weight").alias("weight"),
                  F.min("event_time").alias("first_ts"), F.max("event_time").alias("last_ts")))
-
-
-def with_time_decay(frame: DataFrame, reference: Column, half_life_days: float | None) -> DataFrame:
-    """Add `decayed_weight` = weight × ½^(age / half-life), age from `last_ts` to `reference`.
-
-    Recent interactions say more about what a visitor wants next; with no half-life the weight is kept.
-    """
-    if not half_life_days:
-        return frame.withColumn("decayed_weight", F.col("weight"))
-    age_days = (reference.cast("double") - F.col("last_ts").cast("double")) / 86_400.0
-    return frame.withColumn("decayed_weight",
-                            F.col("weight") * F.pow(F.lit(0.5), F.greatest(age_days, F.lit(0.0)) / half_life_days))

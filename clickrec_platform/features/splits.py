@@ -1,6 +1,7 @@
 """A chronological train / validation / test split of the interactions (by event time, never random).
 
-The boundaries are the event-time quantiles at 70% and 85% (by default) of the weighted events, so
+The boundaries are the event-time quantiles at 70% and 85% (by default) of the weighted events (the
+ceil(q * n)-th event time, as `recommend.data.splits_from_events` cuts the same events), so
 each part holds its share of the events and everything in validation and test happened after all
 of train: no peeking into the future.
 """
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from clickrec_platform.features.interactions import event_counts, weighted_events, with_time_decay
+from clickrec_platform.features.interactions import event_counts, weighted_events
 
 SPLITS = ("train", "validation", "test")
 
@@ -51,22 +52,24 @@ def split_boundaries(events: DataFrame, fractions: tuple[float, float, float]) -
     return SplitBoundaries(from_ms(row["first"]), from_ms(cuts[0]), from_ms(cuts[1]), from_ms(row["last"] + 1))
 
 
-def training_splits(events: DataFrame, bounds: SplitBoundaries, half_life_days: float | None) -> DataFrame:
-    """visitor_id, item_id, split, weight, decayed_weight, events, the count of each event type,
-    first_ts, last_ts, split_start, split_end: one row per visitor, item and split."""
+def training_splits(events: DataFrame, bounds: SplitBoundaries) -> DataFrame:
+    """visitor_id, item_id, split, weight, events, the count of each event type, first_ts, last_ts,
+    split_start, split_end: one row per visitor, item and split.
+
+    The weight is not decayed here: CLICKREC_INTERACTION_HALF_LIFE_DAYS decays it where models are
+    fitted (`recommend.data.InteractionData.from_splits`), towards the end of what they train on
+    (train, or train + validation before the test), which one column here could not be for both."""
     ranges = bounds.ranges()
     split = (F.when(F.col("event_time") < F.lit(bounds.validation_start), "train")
              .when(F.col("event_time") < F.lit(bounds.test_start), "validation").otherwise("test"))
     split_start = F.create_map(*[x for name in SPLITS for x in (F.lit(name), F.lit(ranges[name][0]))])
     split_end = F.create_map(*[x for name in SPLITS for x in (F.lit(name), F.lit(ranges[name][1]))])
-    rows = (weighted_events(events).withColumn("split", split)
+    return (weighted_events(events).withColumn("split", split)
             .groupBy("visitor_id", "item_id", "split")
             .agg(F.sum("weight").alias("weight"), F.count(F.lit(1)).alias("events"), *event_counts(),
                  F.min("event_time").alias("first_ts"), F.max("event_time").alias("last_ts"))
             .withColumn("split_start", split_start[F.col("split")])
             .withColumn("split_end", split_end[F.col("split")]))
-    # Decay towards the end of the row's own split: what a model trained on that split would see.
-    return with_time_decay(rows, F.col("split_end"), half_life_days)
 
 
 def from_ms(ms: int) -> datetime:

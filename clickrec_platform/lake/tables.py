@@ -111,6 +111,8 @@ GOLD_USER_FEATURES = LakeTable("gold", "user_features", "", description="One row
 GOLD_ITEM_FEATURES = LakeTable("gold", "item_features", "", description="One row per item.")
 GOLD_TRAINING_SPLITS = LakeTable("gold", "training_splits", "",
                                  description="Visitor × item × split (chronological train/validation/test).")
+GOLD_SESSIONS = LakeTable("gold", "sessions", "",
+                          description="Events of the session protocol's train/validation/test sessions.")
 GOLD_USER_RECOMMENDATIONS = LakeTable("gold", "user_recommendations", "",
                                       description="The champion's top-N per active visitor, with lineage.")
 GOLD_SIMILAR_ITEMS = LakeTable("gold", "similar_items", "", description="Top-N similar items per item.")

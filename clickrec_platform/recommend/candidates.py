@@ -25,15 +25,18 @@ _CONSTRUCTORS: dict[str, Callable[..., Recommender]] = {
     "item_knn_bm25": lambda **p: ItemKNN(**{"similarity": "bm25", **p}),
     "als": ALS,
     "bpr": BPR,
-    "session_knn": SessionKNN,
+    "recent_item_knn": SessionKNN,
 }
+# Names a registered champion may still carry: its configuration is rebuilt under the new name.
+RENAMED = {"session_knn": "recent_item_knn"}
 CANDIDATES = tuple(_CONSTRUCTORS)
 # The candidates that take `num_threads` (1 by default: implicit's own threads fight BLAS on 2 cores).
-_THREADED = frozenset({"item_knn_cosine", "item_knn_bm25", "als", "bpr", "session_knn"})
+_THREADED = frozenset({"item_knn_cosine", "item_knn_bm25", "als", "bpr", "recent_item_knn"})
 
 
 def build_model(name: str, params: Mapping[str, Any] | None = None, threads: int = 1) -> Recommender:
     """A fresh, unfitted model of candidate `name` with `params` (as logged: strings are parsed)."""
+    name = RENAMED.get(name, name)
     if name not in _CONSTRUCTORS:
         raise ValueError(f"unknown model {name!r}; candidates: {', '.join(CANDIDATES)}")
     kwargs = {key: _parse(value) for key, value in (params or {}).items()}

@@ -8,6 +8,7 @@ so scores are not flattered by forgetting what no model could have recommended.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ def splits_from_events(
     _require(len(interactions) >= len(SPLITS), "need at least one interaction event per split")
 
     sorted_ts = np.sort(interactions["ts"].to_numpy())
-    positions = (np.cumsum(fractions)[:-1] * len(sorted_ts)).astype(np.int64)
+    positions = np.array(split_cut_positions(fractions, len(sorted_ts)), dtype=np.int64)
     bounds = np.r_[sorted_ts[0], sorted_ts[positions], sorted_ts[-1] + 1]  # each split is [start, end)
     split_code = np.searchsorted(bounds[1:-1], interactions["ts"].to_numpy(), side="right")
     interactions["split_code"] = split_code.astype(np.int8)
@@ -69,6 +70,17 @@ def splits_from_events(
     out["split_start"] = edges[:-1][codes]
     out["split_end"] = edges[1:][codes]
     return out
+
+
+def split_cut_positions(fractions: Sequence[float], n_events: int) -> list[int]:
+    """0-based positions, in the time-sorted events, of the first validation and first test event.
+
+    The cut at share q is the ceil(q * n)-th smallest event time, the definition Spark's
+    `percentile_approx` (features/splits.py) computes, so both splits agree event for event
+    (`test_feature_functions` runs them over the same events); a cut's ties go to the later split.
+    """
+    first, second = fractions[0], fractions[0] + fractions[1]
+    return [max(math.ceil(q * n_events) - 1, 0) for q in (first, second)]
 
 
 def _interaction_events(frame: pd.DataFrame) -> pd.DataFrame:

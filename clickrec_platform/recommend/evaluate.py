@@ -25,6 +25,7 @@ from clickrec_platform.recommend.metrics import (
     ConfidenceInterval,
     bootstrap_cis,
     metric_name,
+    paired_difference,
     ranking_metrics,
 )
 from clickrec_platform.recommend.models import DEFAULT_BATCH_USERS, Recommender
@@ -38,7 +39,7 @@ DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
     "item_knn": {"similarity": ["cosine", "bm25"], "neighbours": [50, 200]},
     "als": {"factors": [32, 64], "alpha": [2.0, 10.0, 40.0]},
     "bpr": {"learning_rate": [0.01, 0.05], "factors": [32, 64]},
-    "session_knn": {"session_items": [3, 10], "recency_decay": [0.5, 0.9]},
+    "recent_item_knn": {"session_items": [3, 10], "recency_decay": [0.5, 0.9]},
 }
 
 
@@ -59,6 +60,9 @@ class Evaluation:
     seconds: float
     unreachable_share: float  # relevant pairs whose item no model knew (unseen in training)
     dropped_users: int  # held-out visitors with no item new to them, hence nothing to score
+    # Per evaluated visitor (group "all", in `visitor_ids` order): what a paired comparison resamples.
+    per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    visitor_ids: np.ndarray | None = field(default=None, repr=False)
 
     def ci(self, metric: str, group: str = "all") -> ConfidenceInterval:
         return self.groups[group].metrics[metric]
@@ -143,7 +147,20 @@ def evaluate(
         seconds=time.perf_counter() - started,
         unreachable_share=truth.unreachable_share,
         dropped_users=dropped,
+        per_user=per_user,
+        visitor_ids=truth.visitor_ids,
     )
+
+
+def paired_user_difference(
+    challenger: Evaluation, reference: Evaluation, metric: str, confidence: float = 0.95,
+    n_boot: int = 1000, seed: int = 0,
+) -> ConfidenceInterval:
+    """challenger - reference on `metric` over the same evaluated visitors, paired bootstrap."""
+    if (challenger.visitor_ids is None or reference.visitor_ids is None
+            or not np.array_equal(challenger.visitor_ids, reference.visitor_ids)):
+        raise ValueError("a paired comparison needs both models evaluated on the same visitors")
+    return paired_difference(challenger.per_user[metric], reference.per_user[metric], n_boot, confidence, seed)
 
 
 def _fitted_on(model: Recommender, data: InteractionData) -> bool:

@@ -172,6 +172,19 @@ def bootstrap_cis(
     }
 
 
+def paired_difference(
+    challenger: np.ndarray, reference: np.ndarray, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> ConfidenceInterval:
+    """challenger - reference, two models' per-user values on the same users (same order), with a
+    percentile interval from resampling the users once for both: above 0 means better beyond noise."""
+    challenger, reference = np.asarray(challenger, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if challenger.shape != reference.shape:
+        raise ValueError("a paired comparison needs both models' values for the same users")
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must be in (0, 1)")
+    return bootstrap_ci(challenger - reference, n_boot=n_boot, alpha=1 - confidence, seed=seed)
+
+
 def _bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, metrics) means of users drawn with replacement, chunked to bound memory."""
     rng = np.random.default_rng(seed)

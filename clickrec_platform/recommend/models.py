@@ -384,10 +384,11 @@ class BPR(_ImplicitModel):
 
 
 class SessionKNN(Recommender):
-    """Real-time neighbours: score = sum over a visitor's last few items of item-item cosine
-    similarity, the most recent counting most (weight recency_decay ** steps back)."""
+    """Recent-item neighbours (the candidate `recent_item_knn`; it was called `session_knn`, but it
+    never looks at neighbour sessions): score = sum over a visitor's last few items of item-item
+    cosine similarity, the most recent counting most (weight recency_decay ** steps back)."""
 
-    name = "session_knn"
+    name = "recent_item_knn"
 
     def __init__(
         self, session_items: int = 5, recency_decay: float = 0.7, neighbours: int = 100, num_threads: int = 1

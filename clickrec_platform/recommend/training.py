@@ -1,9 +1,10 @@
-"""One training: fit every candidate on the train split, evaluate on validation, log each to MLflow,
-then let the gate decide whether the best challenger becomes the champion.
+"""One training: fit every candidate on the train split, evaluate on validation, refit on train +
+validation and score once on test, log each to MLflow, then let the gate decide whether the best
+challenger becomes the champion.
 
-The gate compares like with like: the champion's metrics count only when they were measured on
-the same data (the same Delta versions of the inputs); otherwise the champion's configuration,
-retrained in this same training, stands in for it.
+The gate compares like with like, paired: the champion's configuration (always among the candidates,
+see `with_champion_config`) is retrained in this same training, so challenger and champion are scored
+on the same validation visitors and the bootstrap can resample those visitors once for both.
 """
 
 from __future__ import annotations
@@ -17,10 +18,22 @@ from pathlib import Path
 import pandas as pd
 from mlflow import MlflowClient
 
-from clickrec_platform.recommend.candidates import BASELINE, CONTROL, build_model
+from clickrec_platform.recommend.candidates import BASELINE, CONTROL, RENAMED, build_model
 from clickrec_platform.recommend.data import InteractionData
-from clickrec_platform.recommend.evaluate import Evaluation, evaluate, grid_search
-from clickrec_platform.recommend.gate import GateDecision, decide
+from clickrec_platform.recommend.evaluate import (
+    Evaluation,
+    evaluate,
+    evaluate_on_test,
+    grid_search,
+    paired_user_difference,
+)
+from clickrec_platform.recommend.gate import (
+    BASELINE_REFERENCE,
+    CHAMPION_REFERENCE,
+    GateDecision,
+    Reference,
+    decide,
+)
 from clickrec_platform.recommend.models import Recommender
 from clickrec_platform.recommend.report import comparison_chart, comparison_table
 from clickrec_platform.recommend.tracking import (
@@ -44,8 +57,9 @@ GATE_TAG = "clickrec.gate"
 class Candidate:
     name: str
     model: Recommender
-    evaluation: Evaluation
+    evaluation: Evaluation  # fitted on train, scored on validation: what chooses
     run: LoggedRun | None = None
+    test_evaluation: Evaluation | None = None  # refitted on train + validation, scored on test: reported only
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -71,12 +85,15 @@ def train_candidates(splits: pd.DataFrame, items: pd.DataFrame | None,
                      training_id: str, experiment: str, registered_model: str, tracking_uri: str,
                      data_versions: Mapping[str, object], artifacts_dir: Path,
                      grids: Mapping[str, Mapping[str, Sequence[object]]] | None = None,
-                     metric: str = "ndcg@20", progress: Callable[[str], None] = log.info) -> Training:
+                     metric: str = "ndcg@20", half_life_days: float | None = None,
+                     progress: Callable[[str], None] = log.info) -> Training:
     """Fit, evaluate and log every candidate (a name, or a name with params); every model but the
     random control is registered. A candidate named in `grids` (and given no params) first has its
-    grid searched on validation by `metric`, and goes on with the best point."""
+    grid searched on validation by `metric`, and goes on with the best point. Each is then refitted
+    on train + validation and scored once on test (`test_*` metrics), which chooses nothing.
+    `half_life_days` decays the training weights (an interaction that old counts half)."""
     started = time.perf_counter()
-    data = InteractionData.from_splits(splits, items=items)
+    data = InteractionData.from_splits(splits, items=items, half_life_days=half_life_days)
     candidates = []
     for entry in names:
         name, params = (entry, None) if isinstance(entry, str) else entry
@@ -86,9 +103,12 @@ def train_candidates(splits: pd.DataFrame, items: pd.DataFrame | None,
             progress(f"{name}: grid of {len(search.trials)} points, best {params} ({metric} {search.best_score:.4f})")
         model = build_model(name, params).fit(data)
         evaluation = evaluate(model, data, "validation", label=name)
+        chosen = dict(model.params)
+        final = evaluate_on_test(lambda _name=name, _params=chosen: build_model(_name, _params), splits,
+                                 half_life_days=half_life_days, items=items, label=name)
         progress(f"{name}: fit {model.fit_seconds:.1f}s, evaluated in {evaluation.seconds:.1f}s, "
-                 f"ndcg@20 {evaluation.value('ndcg@20'):.4f}")
-        candidates.append(Candidate(name, model, evaluation))
+                 f"ndcg@20 {evaluation.value('ndcg@20'):.4f}; test ndcg@20 {final.evaluation.value('ndcg@20'):.4f}")
+        candidates.append(Candidate(name, model, evaluation, test_evaluation=final.evaluation))
     evaluations = [c.evaluation for c in candidates]
     report = comparison_table(evaluations, {c.name: c.model.fit_seconds or 0.0 for c in candidates})
     artifacts_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +122,7 @@ def train_candidates(splits: pd.DataFrame, items: pd.DataFrame | None,
             split_dates=data.split_dates(), training_seconds=candidate.model.fit_seconds or 0.0,
             tracking_uri=tracking_uri, artifacts=[report_path, chart_path],
             registered_model_name=None if candidate.name == CONTROL else registered_model,
+            test_evaluation=candidate.test_evaluation,
             tags={CANDIDATE_TAG: candidate.name, TRAINING_TAG: training_id}, run_name=candidate.name)
     return Training(training_id, candidates, versions, data.split_dates(), report, chart_path,
                     time.perf_counter() - started)
@@ -123,18 +144,27 @@ class GateOutcome:
 
 
 def run_gate(training: Training, registered_model: str, tracking_uri: str, metric: str = "ndcg@20",
-             min_relative_lift: float = 0.0) -> GateOutcome:
-    """Promote the best challenger to `champion` only if it beats the current champion and the
-    popularity baseline on this training's validation metrics; otherwise it becomes `challenger`
-    and the champion stays. The reason is tagged on the challenger's run and model version."""
-    baseline = training.candidate(BASELINE).metrics
+             min_relative_lift: float = 0.0, confidence: float = 0.95, n_boot: int = 1000) -> GateOutcome:
+    """Promote the best challenger (on validation `metric`) to `champion` only if the paired bootstrap
+    interval of its difference with the current champion and with the popularity baseline, on this
+    training's validation visitors, lies above 0 at `confidence`; otherwise it becomes `challenger` and
+    the champion stays. The reason is tagged on the challenger's run and model version."""
+    baseline = training.candidate(BASELINE)
     contenders = [c for c in training.candidates if c.name not in (BASELINE, CONTROL)]
     if not contenders:
         raise ValueError("no candidate besides the baseline and the control: nothing to promote")
     best = max(contenders, key=lambda c: c.metrics[metric])
     current = aliased_version(registered_model, CHAMPION, tracking_uri)
-    champion_metrics, note = _comparable_champion_metrics(current, training, tracking_uri)
-    decision: GateDecision = decide(best.metrics, champion_metrics, baseline, metric, min_relative_lift)
+    champion, note = _comparable_champion(current, training, tracking_uri)
+
+    def reference(other: Candidate) -> Reference:
+        return Reference(other.metrics[metric], paired_user_difference(best.evaluation, other.evaluation, metric,
+                                                                       confidence, n_boot))
+
+    references = {BASELINE_REFERENCE: reference(baseline)}
+    if champion is not None:
+        references[CHAMPION_REFERENCE] = reference(champion)
+    decision: GateDecision = decide(best.metrics[metric], references, metric, confidence, min_relative_lift)
     reason = decision.reason + (f" ({note})" if note else "")
     version = best.run.registered_version if best.run else None
     client = MlflowClient(tracking_uri)
@@ -146,22 +176,22 @@ def run_gate(training: Training, registered_model: str, tracking_uri: str, metri
         champion_version, champion_metrics = version, best.metrics
     else:
         champion_version = current.version if current else None
-    return GateOutcome(decision.promote, reason, best.name, version, champion_version, champion_metrics, baseline)
+        champion_metrics = champion.metrics if champion is not None else None
+    return GateOutcome(decision.promote, reason, best.name, version, champion_version, champion_metrics,
+                       baseline.metrics)
 
 
-def _comparable_champion_metrics(current, training: Training, tracking_uri: str
-                                 ) -> tuple[dict[str, float] | None, str]:
+def _comparable_champion(current, training: Training, tracking_uri: str) -> tuple[Candidate | None, str]:
+    """The champion's configuration as retrained in this training (the only way to compare it on the
+    same visitors, paired), or None with a note saying why not."""
     if current is None:
         return None, ""
-    if current.data_versions == training.data_versions:
-        return current.metrics, f"champion v{current.version} was evaluated on the same data"
     run = MlflowClient(tracking_uri).get_run(current.run_id)
     name = run.data.tags.get(CANDIDATE_TAG)
-    same_config = [c for c in training.candidates if c.name == name and c.run is not None
+    same_config = [c for c in training.candidates if RENAMED.get(name, name) == c.name and c.run is not None
                    and {k: str(v) for k, v in c.model.params.items()}.items() <= run.data.params.items()]
     if same_config:
-        return same_config[0].metrics, (f"champion v{current.version} ({name}) was trained on other data: "
-                                        "its configuration retrained here stands in for it")
+        return same_config[0], f"champion v{current.version} ({name}): its configuration retrained here stands in for it"
     return None, f"champion v{current.version} is not comparable on this data and its configuration was not trained"
 
 

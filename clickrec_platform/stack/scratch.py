@@ -30,7 +30,8 @@ def scratch_settings(settings: Settings, prefix: str = "scratch") -> Iterator[Se
     admin.create_topics([NewTopic(tag, settings.kafka_topic_partitions, 1)])[tag].result(30)
     with tempfile.TemporaryDirectory(prefix=f"clickrec-{prefix}-") as lake:
         scratch = settings.model_copy(update={"kafka_topic": tag, "lake_root": lake, "stream_app_id": tag,
-                                              "gold_schema": tag.replace("-", "_"), "speed_consumer_group": tag})
+                                              "gold_schema": tag.replace("-", "_"), "speed_consumer_group": tag,
+                                              "session_registered_model_name": f"{tag}-session"})
         try:
             yield scratch
         finally:
@@ -43,11 +44,12 @@ def scratch_settings(settings: Settings, prefix: str = "scratch") -> Iterator[Se
 def scratch_process_settings(root: Path, prefix: str = "scratch", **environment: str) -> Iterator[Settings]:
     """This process's settings (`get_settings()`, which Dagster resources read) pointed at a namespace
     of their own: a lake and reference folder under `root`, a Postgres schema, an MLflow experiment
-    and registered model name, plus any other `CLICKREC_…` variables. All removed afterwards."""
+    and registered model names (user-level and session), plus any other `CLICKREC_…` variables. All removed afterwards."""
     tag = f"{prefix}_{uuid.uuid4().hex[:8]}"
     isolated = {"CLICKREC_LAKE_ROOT": str(root / "lake"), "CLICKREC_REFERENCE_DIR": str(root / "reference"),
                 "CLICKREC_GOLD_SCHEMA": tag, "CLICKREC_MLFLOW_EXPERIMENT": tag,
-                "CLICKREC_REGISTERED_MODEL_NAME": tag.replace("_", "-"), **environment}
+                "CLICKREC_REGISTERED_MODEL_NAME": tag.replace("_", "-"),
+                "CLICKREC_SESSION_REGISTERED_MODEL_NAME": f"{tag.replace('_', '-')}-session", **environment}
     saved = {name: os.environ.get(name) for name in [*isolated, "RETAILROCKET_DIR"]}
     os.environ.pop("RETAILROCKET_DIR", None)
     os.environ.update(isolated)
@@ -72,8 +74,9 @@ def _remove_namespace(settings: Settings) -> None:
     with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.gold_schema)))
     client = MlflowClient(settings.tracking_uri)
-    with contextlib.suppress(MlflowException):  # raised when nothing was registered
-        client.delete_registered_model(settings.registered_model_name)
+    for name in (settings.registered_model_name, settings.session_registered_model_name):
+        with contextlib.suppress(MlflowException):  # raised when nothing was registered
+            client.delete_registered_model(name)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     if experiment is not None:
         client.delete_experiment(experiment.experiment_id)

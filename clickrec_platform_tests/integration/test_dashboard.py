@@ -50,7 +50,7 @@ CHARTS = 7  # event counts, windows, trending, popular, hour of day, funnel, reg
 VERSIONS = (("item_knn_cosine", 0.11, "challenger ndcg@20=0.1100 beats the popularity baseline -> promote"),
             ("als", 0.17, "challenger ndcg@20=0.1700 beats the champion and the popularity baseline -> promote"),
             ("bpr", 0.13, "challenger ndcg@20=0.1300 does not beat the champion -> keep"),
-            ("session_knn", 0.09, None))
+            ("recent_item_knn", 0.09, None))
 CHAMPION_VERSION, CHALLENGER_VERSION = 2, 3
 
 # What the page shows, read in the page itself.

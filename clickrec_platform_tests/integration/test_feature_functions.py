@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
 from clickrec_platform.events.contract import FIELD_NAMES, spark_schema
-from clickrec_platform.features.interactions import interactions, with_time_decay
+from clickrec_platform.features.interactions import interactions
 from clickrec_platform.features.items import item_features
 from clickrec_platform.features.splits import from_ms, split_boundaries, training_splits
 from clickrec_platform.features.users import user_features
 from clickrec_platform.lake.silver import silver_rows
+from clickrec_platform.recommend.data import splits_from_events
+from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 
 pytestmark = pytest.mark.integration
 
@@ -60,12 +63,22 @@ def test_interactions_count_and_weigh_per_visitor_item_and_day(spark):
     assert rows[("2015-05-05", 1, 100)].weight == 4
 
 
-def test_time_decay_halves_the_weight_per_half_life(spark):
-    frame = spark.createDataFrame([(8.0, datetime(2015, 5, 1)), (8.0, datetime(2015, 5, 8))],
-                                  "weight double, last_ts timestamp")
-    decayed = with_time_decay(frame, F.lit(datetime(2015, 5, 15)), half_life_days=7.0)
-    assert sorted(r.decayed_weight for r in decayed.collect()) == pytest.approx([2.0, 4.0])
-    assert [r.decayed_weight for r in with_time_decay(frame, F.lit(datetime(2015, 5, 15)), None).collect()] == [8, 8]
+def test_the_spark_and_pandas_splits_agree_row_for_row_on_the_same_events(spark):
+    # Ties at a cut, search events (no item) and every event type included: the generator's.
+    frame = pd.concat(list(generate_events(GeneratorConfig(events=5_000, days=3, seed=8))), ignore_index=True)
+    rows = list(frame[["ts", "visitor_id", "event", "item_id", "session_id"]].astype(object)
+                .where(frame[["ts", "visitor_id", "event", "item_id", "session_id"]].notna(), None)
+                .itertuples(index=False, name=None))
+    events = _events(spark, rows)
+    columns = ["visitor_id", "item_id", "split", "weight", "events"]
+    spark_split = training_splits(events, split_boundaries(events, (0.7, 0.15, 0.15))).toPandas()[columns]
+    pandas_split = splits_from_events(frame, (0.7, 0.15, 0.15))[columns]
+
+    def ordered(split: pd.DataFrame) -> pd.DataFrame:
+        return split.astype({"visitor_id": "int64", "item_id": "int64", "weight": "float64", "events": "int64"}
+                            ).sort_values(["visitor_id", "item_id", "split"], ignore_index=True)
+
+    pd.testing.assert_frame_equal(ordered(spark_split), ordered(pandas_split))
 
 
 def test_user_features_by_hand(spark):
@@ -128,7 +141,7 @@ def test_chronological_split_by_event_time(spark):
     bounds = split_boundaries(events, (0.7, 0.15, 0.15))
     assert bounds.train_start == datetime(2015, 5, 4, 0)
     assert bounds.validation_start == datetime(2015, 5, 4, 13)  # the 70th percentile event: 13 before it
-    splits = training_splits(events, bounds, half_life_days=None)
+    splits = training_splits(events, bounds)
     by_split = {s: sum(r.events for r in splits.where(F.col("split") == s).collect())
                 for s in ("train", "validation", "test")}
     assert sum(by_split.values()) == 20

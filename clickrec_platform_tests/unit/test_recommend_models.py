@@ -33,7 +33,7 @@ MODELS = {
     "item_knn_bm25": lambda: ItemKNN("bm25"),
     "als": lambda: ALS(),
     "bpr": lambda: BPR(),
-    "session_knn": lambda: SessionKNN(),
+    "recent_item_knn": lambda: SessionKNN(),
 }
 
 
@@ -66,7 +66,7 @@ def test_learners_clearly_beat_popularity_on_warm_visitors(evaluations, learner)
     assert learnt.low > popular.high, (learnt, popular)  # not a fluke of which visitors were drawn
 
 
-@pytest.mark.parametrize("learner", ["bpr", "session_knn"])
+@pytest.mark.parametrize("learner", ["bpr", "recent_item_knn"])
 def test_other_learners_beat_popularity_too(evaluations, learner):
     assert (
         evaluations[learner].ci("recall@20", "warm").low
@@ -134,7 +134,7 @@ def test_seen_items_may_come_back_when_asked(fitted, data):
     assert set(with_seen[0]) & set(data.user_items[heavy].indices)
 
 
-@pytest.mark.parametrize("label", ["most_popular", "item_knn_bm25", "als", "session_knn"])
+@pytest.mark.parametrize("label", ["most_popular", "item_knn_bm25", "als", "recent_item_knn"])
 def test_batching_does_not_change_results(fitted, data, label):
     users = np.arange(min(data.n_users, 700))
     whole, _ = fitted[label].recommend(users, k=10, batch_size=10_000)
@@ -143,7 +143,7 @@ def test_batching_does_not_change_results(fitted, data, label):
     assert np.array_equal(whole, batched)
 
 
-@pytest.mark.parametrize("label", ["item_knn_cosine", "als", "bpr", "session_knn"])
+@pytest.mark.parametrize("label", ["item_knn_cosine", "als", "bpr", "recent_item_knn"])
 def test_similar_items_exclude_the_item_itself(fitted, label):
     query = np.array([0, 5, 17])
     items, scores = fitted[label].similar_items(query, k=5)
@@ -201,7 +201,7 @@ def test_popularity_window_prefers_recent_favourites():
 
 
 def test_session_knn_follows_the_latest_items(fitted, data):
-    model: SessionKNN = fitted["session_knn"]
+    model: SessionKNN = fitted["recent_item_knn"]
     first, second = data.item_ids[model.similarity.getnnz(axis=1).argsort()[-2:]]
     towards_second, _ = model.recommend_from_items([[first, second]], k=5)
     towards_first, _ = model.recommend_from_items([[second, first]], k=5)
@@ -216,7 +216,7 @@ def test_session_knn_follows_the_latest_items(fitted, data):
 
 
 def test_session_knn_without_known_items_falls_back_to_popular(fitted, data):
-    model: SessionKNN = fitted["session_knn"]
+    model: SessionKNN = fitted["recent_item_knn"]
     items, scores = model.recommend_from_items([[], [-12345]], k=5)
 
     expected = data.item_ids[model.popular[:5]].tolist()

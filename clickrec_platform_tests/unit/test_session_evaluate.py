@@ -106,3 +106,17 @@ def test_grid_search_scores_on_validation_and_ranks_best_first() -> None:
     trials = grid_search(SequentialRules, {"pruning": [1, 2]}, data, metric="mrr@20", fixed={"steps": 1})
     assert [t.params for t in trials] == [{"steps": 1, "pruning": 2}, {"steps": 1, "pruning": 1}]
     assert [t.value for t in trials] == pytest.approx([0.5, 0.0])
+
+
+def test_intervals_of_several_metrics_share_resamples_and_equal_one_ci_call_each() -> None:
+    rng = np.random.default_rng(1)
+    evaluation = NextItemEvaluation("m", rng.integers(0, 30, 5000), np.sort(rng.integers(0, 900, 5000)), 900,
+                                    20, 0.0)
+    metrics = list(evaluation.metrics())
+    shared = evaluation.cis(metrics, n_boot=300)
+    for metric in metrics:
+        alone = evaluation.ci(metric, n_boot=300)
+        assert (shared[metric].mean, shared[metric].low, shared[metric].high) == pytest.approx(
+            (alone.mean, alone.low, alone.high), rel=1e-12)
+    flat = evaluation.flat("s", n_boot=300)
+    assert flat["s_mrr_at_20_ci_low"] == pytest.approx(shared["mrr@20"].low, rel=1e-12)

@@ -168,8 +168,7 @@ def item_features_asset(context: dg.AssetExecutionContext, spark: SparkResource,
     key=TRAINING_SPLITS_KEY, deps=[SILVER_EVENTS_KEY, INTERACTIONS_KEY], group_name="features",
     kinds={"delta", "spark"},
     description="Visitor × item × split: a chronological train/validation/test split (70/15/15 of the "
-                "interaction events by time, CLICKREC_SPLIT_FRACTIONS), with each split's dates on every row "
-                "and an optional time-decayed weight (CLICKREC_INTERACTION_HALF_LIFE_DAYS).",
+                "interaction events by time, CLICKREC_SPLIT_FRACTIONS), with each split's dates on every row.",
     check_specs=[
         checks.spec(TRAINING_SPLITS_KEY, "unique_keys", "One row per (visitor_id, item_id, split); no null keys.",
                     blocking=True),
@@ -187,7 +186,7 @@ def training_splits_asset(context: dg.AssetExecutionContext, spark: SparkResourc
     events = lake.read(session, SILVER_EVENTS)
     bounds = split_boundaries(events, settings.split_fractions)
     path = GOLD_TRAINING_SPLITS.path(settings)
-    version = overwrite(training_splits(events, bounds, settings.interaction_half_life_days), path,
+    version = overwrite(training_splits(events, bounds), path,
                         description=f"split {bounds.as_dict()}")
 
     written = session.read.format("delta").load(path)

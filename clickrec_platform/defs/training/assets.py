@@ -1,5 +1,6 @@
-"""Models: every candidate trained and evaluated on the chronological split and logged to MLflow,
-the champion/challenger gate, and the champion's recommendation tables (Delta gold)."""
+"""Models: every candidate trained and evaluated on the chronological split (validation chooses; a
+refit on train + validation is scored once on test) and logged to MLflow, the champion/challenger
+gate, and the champion's recommendation tables (Delta gold)."""
 
 import os
 from datetime import UTC, datetime
@@ -57,7 +58,8 @@ def _read(settings, table, columns="*"):
                                  "split dates, metrics with 95% CIs, training time and the model (registered)."),
         dg.AssetSpec(CHAMPION_KEY, deps=[CANDIDATES_KEY], group_name="training", kinds={"mlflow"},
                      description="The champion/challenger gate: the best challenger gets the `champion` alias only "
-                                 "when it beats the current champion and the popularity baseline on validation; "
+                                 "when the paired bootstrap interval of its difference with the current champion and "
+                                 "with the popularity baseline on validation lies above 0 (CLICKREC_GATE_CONFIDENCE); "
                                  "otherwise it gets `challenger` and the reason is recorded."),
     ],
     check_specs=[
@@ -65,7 +67,7 @@ def _read(settings, table, columns="*"):
                     "The random control scores below a tenth of the popularity baseline (the evaluation "
                     "itself is sound)."),
         checks.spec(CANDIDATES_KEY, "runs_on_tracking_server",
-                    "Every candidate's run reads back from the MLflow server, finished, with its metrics."),
+                    "Every candidate's run reads back from the MLflow server, finished, with val_* and test_* metrics."),
         checks.spec(CHAMPION_KEY, "champion_beats_baseline",
                     "A champion exists and beats the popularity baseline on this validation split.", blocking=True),
     ],
@@ -83,10 +85,10 @@ def models(context: dg.AssetExecutionContext, lake: LakeResource):
         experiment=settings.mlflow_experiment, registered_model=settings.registered_model_name,
         tracking_uri=settings.tracking_uri, data_versions=data_versions,
         artifacts_dir=settings.state_dir / "model-reports" / run_id, grids=settings.training_grids,
-        metric=settings.gate_metric,
+        metric=settings.gate_metric, half_life_days=settings.interaction_half_life_days,
         progress=context.log.info)
     outcome = run_gate(training, settings.registered_model_name, settings.tracking_uri, settings.gate_metric,
-                       settings.gate_min_relative_lift)
+                       settings.gate_min_relative_lift, settings.gate_confidence, settings.gate_bootstrap_samples)
     metric = settings.gate_metric
     experiment_url = f"{settings.tracking_uri}/#/experiments/{training.candidates[0].run.experiment_id}"
     yield dg.MaterializeResult(asset_key=CANDIDATES_KEY, metadata={
@@ -113,7 +115,7 @@ def models(context: dg.AssetExecutionContext, lake: LakeResource):
     client = MlflowClient(settings.tracking_uri)
     read_back = {c.name: client.get_run(c.run.run_id) for c in training.candidates}
     missing = [name for name, run in read_back.items()
-               if run.info.status != "FINISHED" or "val_ndcg_at_20" not in run.data.metrics]
+               if run.info.status != "FINISHED" or not {"val_ndcg_at_20", "test_ndcg_at_20"} <= set(run.data.metrics)]
     yield dg.AssetCheckResult(asset_key=CANDIDATES_KEY, check_name="runs_on_tracking_server", passed=not missing,
                               metadata={"runs": len(read_back), "incomplete": missing})
     yield dg.AssetCheckResult(

@@ -1,4 +1,4 @@
-"""Floors and yardsticks for the session models: popularity, and today's `SessionKNN`.
+"""Floors and yardsticks for the session models: popularity, and `recent_item_knn`.
 
 `Popularity` is session-rec's `algorithms/baselines/pop.py`: training events per item, the same
 list for every prefix. `RecentItemKNN` puts `recommend.models.SessionKNN` (item-item cosine over
@@ -43,9 +43,10 @@ class Popularity(SessionRecommender):
 
 
 class RecentItemKNN(SessionRecommender):
-    """Today's `session_knn` (`recommend.models.SessionKNN`) on session prefixes."""
+    """The user-level candidate `recent_item_knn` (`recommend.models.SessionKNN`, once called
+    `session_knn`) on session prefixes."""
 
-    name = "session_knn"
+    name = "recent_item_knn"
 
     def __init__(self, session_items: int = 5, recency_decay: float = 0.7, neighbours: int = 100) -> None:
         self.session_items = session_items

@@ -15,6 +15,7 @@ why), unknown items or visitors 404, the database unreachable, too slow or its t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,9 +30,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.requests import Request
 
 from clickrec_platform.serving.api import queries, schemas
-from clickrec_platform.serving.api.blend import Blend, blend, top_up
+from clickrec_platform.serving.api.blend import Blend, SimilarRow, blend, top_up
 from clickrec_platform.serving.api.metrics import ApiMetrics, MetricsMiddleware
 from clickrec_platform.serving.api.params import WINDOW_PATTERN, parse_window
+from clickrec_platform.serving.api.session_model import SessionModelHolder, current_session
 from clickrec_platform.serving.roles import reader_dsn
 from clickrec_platform.settings import Settings, get_settings
 
@@ -85,12 +87,18 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
         async with pool.connection(timeout=timeout) as conn:
             return await query(conn)
 
+    session_model = SessionModelHolder(settings.session_registered_model_name, settings.tracking_uri,
+                                       settings.api_session_model_refresh_seconds)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await pool.open(wait=False)  # start even while the database is down: requests answer 503
+        refresher = asyncio.create_task(session_model.refresh_forever()) if session_model.enabled else None
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
             await pool.close()
 
     app = FastAPI(
@@ -99,6 +107,7 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
                     "(published atomically to PostgreSQL) blended with each visitor's live activity.")
     app.state.pool = pool
     app.state.metrics = metrics
+    app.state.session_model = session_model
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _add_error_handlers(app)
 
@@ -109,11 +118,22 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
         k: Annotated[int, Query(ge=1, le=100, description="How many items, 1–100.")] = 10,
         exclude_seen: Annotated[bool, Query(description="Leave out the visitor's recent items.")] = True,
     ) -> Response:
-        """The champion model's list blended with items similar to the visitor's most recent ones
-        (updated by the stream within seconds of an event). Visitors with neither get trending, then
-        popular items. `source` says what produced the list; the model version and run come with it."""
+        """The champion model's list blended with what the session champion puts next after the
+        visitor's current session (their recent items, updated within seconds of an event; items
+        similar to the recent ones when no session model is loaded). Visitors with neither get
+        trending, then popular items. `source` says what produced the list; the model version and run
+        come with it, and the session model's with `session_model_*`."""
         async def personal(conn: psycopg.AsyncConnection) -> tuple[Blend, list[int]]:
-            model, seen, similar = await queries.personal_rows(conn, gold, user_id, k, seen_limit)
+            held = session_model.loaded is not None
+            model, seen, similar, seen_ms = await queries.personal_rows(conn, gold, user_id, k, seen_limit,
+                                                                        neighbours=not held)
+            if held:
+                items, stamps = current_session(seen, seen_ms, settings.session_gap_minutes)
+                # Ask for more than k: the session's own items may come back and be excluded as seen.
+                ranked = session_model.recommend(items, stamps, k + (len(items) if exclude_seen else 0))
+                if ranked is not None:
+                    provenance = session_model.provenance
+                    similar = [SimilarRow(item, 1, rank, provenance) for rank, item in enumerate(ranked, start=1)]
             result = blend(model, similar, seen, k, exclude_seen)
             if len(result.items) < k:
                 fallback = await queries.fallback_rows(conn, gold, k + (len(seen) if exclude_seen else 0))
@@ -123,11 +143,14 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
         result, seen = await read(personal)
         metrics.recommendation_source.labels(result.source).inc()
         provenance = result.provenance
+        live = session_model.provenance if result.source in ("session", "blended") else None
         return _json({
             "user_id": user_id, "source": result.source,
             "model_name": provenance.model_name if provenance else None,
             "model_version": provenance.model_version if provenance else None,
             "run_id": provenance.run_id if provenance else None,
+            "session_model_name": live.model_name if live else None,
+            "session_model_version": live.model_version if live else None,
             "based_on_recent_items": seen[:5],
             "items": [{"item_id": i.item_id, "score": i.score, "source": i.source} for i in result.items]})
 
@@ -213,7 +236,11 @@ def create_app(settings: Settings, *, conninfo: str | None = None) -> FastAPI:
         except (psycopg.Error, PoolTimeout) as exc:
             return _json({"status": "unavailable", "database": _reason(exc), "published": {}}, 503,
                          {"Retry-After": "1"})
-        return _json({"status": "ok", "database": "ok", "published": published})
+        held = session_model.provenance
+        return _json({"status": "ok", "database": "ok", "published": published,
+                      "session_model": None if held is None else {"name": held.model_name,
+                                                                  "version": held.model_version,
+                                                                  "run_id": held.run_id}})
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
              responses={200: {"content": {"text/plain": {}}}})

@@ -23,19 +23,21 @@ from clickrec_platform.serving.gold_tables import USER_STATS
 from clickrec_platform.serving.publish import PUBLISH_LOG
 
 # The visitor's recent items (newest first), the model's list and the recent items' neighbours,
-# as one result: kind, item_id, position (model rank / recency), rank among neighbours, provenance.
+# as one result: kind, item_id, position (model rank / recency), rank among neighbours (for a recent
+# item: when it was last seen, epoch ms), provenance. `seeds` 0 leaves the neighbours out.
 _PERSONAL = """
 WITH recent AS MATERIALIZED (
-    SELECT item_id, row_number() OVER (ORDER BY last_seen_at DESC, item_id DESC) AS pos
+    SELECT item_id, row_number() OVER (ORDER BY last_seen_at DESC, item_id DESC) AS pos,
+           (extract(epoch FROM last_seen_at) * 1000)::bigint AS seen_ms
     FROM (SELECT item_id, last_seen_at FROM {recent_items}
           WHERE visitor_id = %(visitor)s
           ORDER BY last_seen_at DESC, item_id DESC LIMIT %(seen)s) AS latest
 )
-SELECT 'model' AS kind, item_id, rank::bigint AS pos, 0 AS sub_rank, model_name, model_version, run_id
+SELECT 'model' AS kind, item_id, rank::bigint AS pos, 0::bigint AS sub_rank, model_name, model_version, run_id
 FROM (SELECT item_id, rank, model_name, model_version, run_id FROM {recommendations}
       WHERE visitor_id = %(visitor)s ORDER BY rank LIMIT %(model_n)s) AS model
 UNION ALL
-SELECT 'recent', item_id, pos, 0, NULL, NULL, NULL FROM recent
+SELECT 'recent', item_id, pos, seen_ms, NULL, NULL, NULL FROM recent
 UNION ALL
 SELECT 'similar', s.similar_item_id, r.pos, s.rank, s.model_name, s.model_version, s.run_id
 FROM recent AS r CROSS JOIN LATERAL (
@@ -149,16 +151,18 @@ class GoldQueries:
         self.live_versions = render(_LIVE_VERSIONS)
 
 
-async def personal_rows(conn: AsyncConnection, q: GoldQueries, visitor: int, k: int, seen_limit: int
-                        ) -> tuple[list[ModelRow], list[int], list[SimilarRow]]:
-    """The model's list, the visitor's recent items (newest first) and their neighbours."""
+async def personal_rows(conn: AsyncConnection, q: GoldQueries, visitor: int, k: int, seen_limit: int,
+                        neighbours: bool = True
+                        ) -> tuple[list[ModelRow], list[int], list[SimilarRow], list[int]]:
+    """The model's list, the visitor's recent items (newest first), their neighbours (unless
+    `neighbours` is false) and when each recent item was last seen (epoch ms)."""
     cur = await conn.execute(q.personal, {"visitor": visitor, "seen": seen_limit, "model_n": 2 * k + 10,
-                                          "per_seed": k, "seeds": SESSION_SEEDS})
+                                          "per_seed": k, "seeds": SESSION_SEEDS if neighbours else 0})
     model, recent, similar = [], [], []
     provenances: dict[tuple, Provenance] = {}  # a handful of distinct values over dozens of rows
     for kind, item, pos, sub_rank, name, version, run_id in await cur.fetchall():
         if kind == "recent":
-            recent.append((pos, item))
+            recent.append((pos, item, sub_rank))
             continue
         key = (name, version, run_id)
         provenance = provenances.get(key) or provenances.setdefault(key, Provenance(*key))
@@ -167,7 +171,8 @@ async def personal_rows(conn: AsyncConnection, q: GoldQueries, visitor: int, k: 
         else:
             similar.append(SimilarRow(item, pos, sub_rank, provenance))
     model.sort(key=lambda row: row.rank)
-    return model, [item for _, item in sorted(recent)], similar
+    recent.sort()
+    return model, [item for _, item, _ in recent], similar, [seen_ms for _, _, seen_ms in recent]
 
 
 async def fallback_rows(conn: AsyncConnection, q: GoldQueries, n: int) -> list[FallbackRow]:

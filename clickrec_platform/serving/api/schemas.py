@@ -42,6 +42,9 @@ class Recommendations(Shape):
     model_name: str | None
     model_version: str | None = Field(description="Registry version of the model behind the list, if any.")
     run_id: str | None = Field(description="MLflow run of that model.")
+    session_model_name: str | None = Field(None, description="The session champion whose next-item list was "
+                                                             "blended in (null when none was used).")
+    session_model_version: str | None = Field(None, description="Its registry version.")
     based_on_recent_items: list[int] = Field(description="The visitor's most recent items used (newest first).")
     items: list[RecommendedItem]
 
@@ -133,3 +136,5 @@ class Health(Shape):
     status: str
     database: str
     published: dict[str, dict[str, Any]] = Field(description="Live version of each published table.")
+    session_model: dict[str, str] | None = Field(None, description="The session champion this worker holds "
+                                                                   "(name, version, run_id), or null.")

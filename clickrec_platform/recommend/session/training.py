@@ -1,0 +1,185 @@
+"""One training of the session models: parameters searched on validation, the chosen point scored
+on validation, then refitted on train + validation and scored once on test (never used to choose).
+
+`train_session_candidates` is pure (no MLflow): the Dagster asset logs what it returns
+(`session.tracking`) and hands it to the gate (`session_gate_references`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from clickrec_platform.recommend.data import lookup_index
+from clickrec_platform.recommend.gate import BASELINE_REFERENCE, CHAMPION_REFERENCE, Reference
+from clickrec_platform.recommend.session.base import SessionRecommender
+from clickrec_platform.recommend.session.baselines import Popularity, RecentItemKNN
+from clickrec_platform.recommend.session.evaluate import (
+    NextItemEvaluation,
+    evaluate_next_item,
+    paired_difference,
+)
+from clickrec_platform.recommend.session.knn import SKNN, STAN, VSKNN
+from clickrec_platform.recommend.session.protocol import SessionData
+from clickrec_platform.recommend.session.rules import SequentialRules
+from clickrec_platform.recommend.session.search import grid_search
+
+log = logging.getLogger("clickrec.sessions")
+
+SESSION_BASELINE = "popularity"
+SESSION_MODELS: dict[str, Callable[..., SessionRecommender]] = {
+    "popularity": Popularity,
+    "sr": SequentialRules,
+    "sknn": SKNN,
+    "vsknn": VSKNN,
+    "stan": STAN,
+    "recent_item_knn": RecentItemKNN,
+}
+
+# session-rec's tuned RetailRocket settings (as `clickrec bench sessions` runs them): what a grid does
+# not vary stays at these values.
+TUNED_PARAMS: dict[str, dict[str, Any]] = {
+    "sr": {"steps": 7, "weighting": "div"},
+    "sknn": {"k": 50, "sample_size": 5000, "similarity": "cosine"},
+    "vsknn": {"k": 1500, "sample_size": 2500, "weighting": "same", "weighting_score": "linear"},
+    "stan": {"k": 500, "sample_size": 1000, "lambda_spw": 1.81, "lambda_snh": 100, "lambda_inh": 0.4525},
+}
+
+
+def build_session_model(name: str, params: Mapping[str, Any] | None = None) -> SessionRecommender:
+    """A fresh session model; `params` as logged (strings are parsed back)."""
+    if name not in SESSION_MODELS:
+        raise ValueError(f"unknown session model {name!r}; known: {', '.join(SESSION_MODELS)}")
+    return SESSION_MODELS[name](**{key: _parse(value) for key, value in (params or {}).items()})
+
+
+@dataclass
+class SessionCandidate:
+    name: str
+    params: dict[str, Any]
+    validation: NextItemEvaluation  # fitted on train, scored on validation: what chooses
+    test: NextItemEvaluation  # refitted on train + validation, scored on test: reported only
+    model: SessionRecommender  # the refitted one (what gets served)
+    fit_seconds: float
+    searched: int = 0  # grid points tried on validation
+    run: Any = field(default=None)  # the logged run, once logged
+
+    def value(self, metric: str) -> float:
+        return self.validation.value(metric)
+
+
+def train_session_candidates(
+    data: SessionData,
+    names: Sequence[str | tuple[str, Mapping[str, Any]]],
+    grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+    metric: str = "mrr@20",
+    k: int = 20,
+    progress: Callable[[str], None] = log.info,
+) -> list[SessionCandidate]:
+    """Each candidate (a name, or a name with fixed params): its grid (if any and no params given)
+    searched on validation by `metric`, then scored on validation, refitted on `train_full` and
+    scored on test."""
+    if len(data.validation) == 0 or len(data.test) == 0:
+        raise ValueError("session training needs validation and test sessions")
+    out = []
+    for entry in names:
+        name, params = (entry, None) if isinstance(entry, str) else entry
+        searched = 0
+        if params is None and grids and grids.get(name):
+            trials = grid_search(lambda _n=name, **p: build_session_model(_n, p), grids[name], data, metric,
+                                 fixed=TUNED_PARAMS.get(name))
+            params, searched = trials[0].params, len(trials)
+            progress(f"session {name}: grid of {searched} points, best {params} ({metric} {trials[0].value:.4f})")
+        params = TUNED_PARAMS.get(name, {}) if params is None else params
+        chosen = build_session_model(name, params).fit(data.train)
+        validation = evaluate_next_item(chosen, data.validation, k)
+        final = build_session_model(name, params).fit(data.train_full)
+        test = evaluate_next_item(final, data.test, k)
+        progress(f"session {name}: validation {metric} {validation.value(metric):.4f}, "
+                 f"test {metric} {test.value(metric):.4f} (fit {final.fit_seconds:.1f}s)")
+        out.append(SessionCandidate(name, final.params(), validation, test, final, final.fit_seconds or 0.0,
+                                    searched))
+    return out
+
+
+def best_session_challenger(candidates: Sequence[SessionCandidate], metric: str) -> SessionCandidate:
+    """The best candidate on validation that is not the popularity floor."""
+    contenders = [c for c in candidates if c.name != SESSION_BASELINE]
+    if not contenders:
+        raise ValueError("no session candidate besides popularity: nothing to promote")
+    return max(contenders, key=lambda c: c.value(metric))
+
+
+def session_gate_references(
+    challenger: SessionCandidate,
+    candidates: Sequence[SessionCandidate],
+    champion: tuple[str, Mapping[str, str]] | None,
+    metric: str,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+) -> tuple[dict[str, Reference], str]:
+    """The gate's references on this validation (same sessions): popularity, and the champion's
+    configuration as retrained in this training (its logged metrics were measured on other data
+    and cannot be paired). A note says when the champion could not be compared."""
+    def reference(other: SessionCandidate) -> Reference:
+        return Reference(other.value(metric), paired_difference(challenger.validation, other.validation, metric,
+                                                                confidence, n_boot))
+
+    baseline = next(c for c in candidates if c.name == SESSION_BASELINE)
+    references = {BASELINE_REFERENCE: reference(baseline)}
+    if champion is None:
+        return references, ""
+    name, params = champion
+    same = [c for c in candidates if c.name == name
+            and {key: str(value) for key, value in c.params.items()}.items() <= dict(params).items()]
+    if not same:
+        return references, f"the session champion's configuration ({name}) was not trained here: not compared"
+    references[CHAMPION_REFERENCE] = reference(same[0])
+    return references, f"the session champion's configuration ({name}) retrained here stands in for it"
+
+
+def session_comparison_table(candidates: Sequence[SessionCandidate], ks: Sequence[int] = (20,)) -> str:
+    """Markdown: each candidate's validation and test HR/MRR/NDCG (the test column chose nothing)."""
+    metrics = [f"{name}@{k}" for k in ks for name in ("hitrate", "mrr", "ndcg")]
+    header = ["model", "params", *(f"val {m}" for m in metrics), *(f"test {m}" for m in metrics), "fit s"]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for c in candidates:
+        values = [f"{c.validation.value(m):.4f}" for m in metrics] + [f"{c.test.value(m):.4f}" for m in metrics]
+        params = ", ".join(f"{k}={v}" for k, v in c.params.items())
+        rows.append(f"| {c.name} | {params} | " + " | ".join(values) + f" | {c.fit_seconds:.1f} |")
+    return "\n".join(rows)
+
+
+class SessionServable:
+    """A fitted session model with its item ids: what the API holds and asks per request."""
+
+    def __init__(self, model: SessionRecommender, item_ids: np.ndarray) -> None:
+        self.model = model
+        self.item_ids = np.asarray(item_ids, dtype=np.int64)
+
+    def recommend_ids(self, item_ids: Sequence[int], timestamps: Sequence[int] | None = None, k: int = 20
+                      ) -> list[tuple[int, float]]:
+        """(item id, score) best first after a session given as item ids, oldest first; unknown items
+        are skipped, and the list may be shorter than k (the caller tops it up)."""
+        position = lookup_index(self.item_ids, item_ids)
+        known = position >= 0
+        stamps = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)[known]
+        items, scores = self.model.recommend(position[known], stamps, k)
+        return [(int(item), float(score)) for item, score in zip(self.item_ids[items], scores, strict=True)]
+
+
+def _parse(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if value == "None":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
