@@ -39,13 +39,13 @@ def build_model(name: str, params: Mapping[str, Any] | None = None, threads: int
     name = RENAMED.get(name, name)
     if name not in _CONSTRUCTORS:
         raise ValueError(f"unknown model {name!r}; candidates: {', '.join(CANDIDATES)}")
-    kwargs = {key: _parse(value) for key, value in (params or {}).items()}
+    kwargs = {key: parse_param(value) for key, value in (params or {}).items()}
     if threads != 1 and name in _THREADED:
         kwargs["num_threads"] = threads
     return _CONSTRUCTORS[name](**kwargs)
 
 
-def _parse(value: Any) -> Any:
+def parse_param(value: Any) -> Any:
     """Params come back from MLflow as strings: '64' → 64, '0.05' → 0.05, 'None' → None."""
     if not isinstance(value, str):
         return value

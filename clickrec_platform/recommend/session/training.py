@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from clickrec_platform.recommend.candidates import parse_param
 from clickrec_platform.recommend.data import lookup_index
 from clickrec_platform.recommend.gate import BASELINE_REFERENCE, CHAMPION_REFERENCE, Reference
 from clickrec_platform.recommend.session.base import SessionRecommender
@@ -54,7 +55,7 @@ def build_session_model(name: str, params: Mapping[str, Any] | None = None) -> S
     """A fresh session model; `params` as logged (strings are parsed back)."""
     if name not in SESSION_MODELS:
         raise ValueError(f"unknown session model {name!r}; known: {', '.join(SESSION_MODELS)}")
-    return SESSION_MODELS[name](**{key: _parse(value) for key, value in (params or {}).items()})
+    return SESSION_MODELS[name](**{key: parse_param(value) for key, value in (params or {}).items()})
 
 
 @dataclass
@@ -170,16 +171,3 @@ class SessionServable:
         stamps = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)[known]
         items, scores = self.model.recommend(position[known], stamps, k)
         return [(int(item), float(score)) for item, score in zip(self.item_ids[items], scores, strict=True)]
-
-
-def _parse(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    if value == "None":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
