@@ -10,8 +10,8 @@ import pytest
 from mlflow import MlflowClient
 
 from clickrec_platform.recommend.data import InteractionData, splits_from_events
-from clickrec_platform.recommend.evaluate import evaluate
-from clickrec_platform.recommend.gate import decide
+from clickrec_platform.recommend.evaluate import evaluate, paired_user_difference
+from clickrec_platform.recommend.gate import BASELINE_REFERENCE, Reference, decide
 from clickrec_platform.recommend.models import ItemKNN, MostPopular
 from clickrec_platform.recommend.report import comparison_chart, comparison_table
 from clickrec_platform.recommend.tracking import (
@@ -85,9 +85,12 @@ def test_runs_are_logged_registered_aliased_and_served(stack, names, tmp_path):
     }
     assert {logged["most_popular"].registered_version, logged["item_knn"].registered_version} == {"1", "2"}
 
-    # The gate reads metrics back from the runs, as a scheduled job would.
-    baseline_metrics = gate_metrics(client.get_run(logged["most_popular"].run_id).data.metrics)
-    decision = decide(gate_metrics(run.data.metrics), None, baseline_metrics)
+    # The gate reads the values back from the runs, as a scheduled job would; the paired interval needs
+    # both models' per-visitor values, which the evaluations hold.
+    baseline_value = gate_metrics(client.get_run(logged["most_popular"].run_id).data.metrics)["ndcg@20"]
+    references = {BASELINE_REFERENCE: Reference(
+        baseline_value, paired_user_difference(challenger_eval, baseline_eval, "ndcg@20", n_boot=200))}
+    decision = decide(gate_metrics(run.data.metrics)["ndcg@20"], references, "ndcg@20")
     assert decision.promote, decision.reason
     set_alias(registered, logged["item_knn"].registered_version, CHAMPION, uri)
     set_alias(registered, logged["most_popular"].registered_version, CHALLENGER, uri)

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import dagster as dg
 import psycopg
 import pytest
 
@@ -47,6 +48,10 @@ def namespace(stack, tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # The instance's storage is made here, once: two runs launched together on a fresh home would race to
+    # create its SQLite tables, and one would fail on "table already exists".
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
     events = tmp_path / "events.txt"
     events.touch()
     with scratch_process_settings(tmp_path, "lock") as settings:
