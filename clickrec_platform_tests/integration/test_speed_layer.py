@@ -13,6 +13,7 @@ import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import orjson
 import psycopg
 import pytest
@@ -29,7 +30,15 @@ from clickrec_platform.speed.offsets import (
     rejects,
 )
 from clickrec_platform.stack.scratch import scratch_settings
-from clickrec_platform_tests.support import consume, produce, speed_process, wait_for
+from clickrec_platform_tests.support import (
+    consume,
+    free_port,
+    metric_samples,
+    produce,
+    speed_process,
+    wait_for,
+)
+from clickrec_platform_tests.webhook import webhook_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -355,3 +364,47 @@ def test_a_dropped_postgres_connection_costs_nothing_but_a_retry(speed_settings,
         assert log.count("WARNING Postgres: terminating connection") >= 3 and consumer.poll() is None, log[-3000:]
     finally:
         stop(consumer)
+
+
+def test_metrics_count_what_it_did_and_a_failure_it_cannot_ride_out_alerts_and_exits_1(speed_settings, tmp_path):
+    """Its /metrics reconcile with the records; a live table broken under it (no outage, a real error)
+    stops it with exit 1 and a webhook alert naming the cause."""
+    s, log_path, port = speed_settings, tmp_path / "speed.log", free_port()
+    events = fresh_events(500, seed=8)
+    records = [(kafka_key(e.visitor_id), encode(e)) for e in events] + [
+        (b"bad", value) for value in bad_records_of_every_reason()]
+    produce(s.kafka_bootstrap_servers, s.kafka_topic, records)
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def value(name: str, **labels: str) -> float:
+        return metric_samples(url).get((name, tuple(sorted(labels.items()))), 0.0)
+
+    with webhook_receiver() as (hook_url, received):
+        consumer = speed_process(s, log_path, metrics_port=port, CLICKREC_ALERT_WEBHOOK_URL=hook_url)
+        try:
+            def counted() -> float:
+                try:
+                    return (value("clickrec_speed_records_total", outcome="valid")
+                            + value("clickrec_speed_records_total", outcome="rejected"))
+                except httpx.HTTPError:  # the endpoint comes up with the process
+                    return 0.0
+
+            wait_for("every record counted on /metrics", lambda: counted() == len(records),
+                     alive=alive(consumer, log_path))
+            assert value("clickrec_speed_records_total", outcome="valid") == len(events)
+            by_reason = {dict(labels)["reason"]: v for (name, labels), v in metric_samples(url).items()
+                         if name == "clickrec_speed_rejected_total"}
+            assert by_reason == expected_state(topic_values(s, len(records)))["rejects"]
+            assert value("clickrec_speed_live_events_inserted_total") == len(events)
+            assert value("clickrec_speed_last_commit_timestamp_seconds") > time.time() - 300
+
+            with psycopg.connect(s.postgres_dsn(), autocommit=True) as conn:
+                conn.execute(sql.SQL("ALTER TABLE {} RENAME TO broken_recent_items").format(
+                    sql.Identifier(s.gold_schema, "user_recent_items")))
+            produce(s.kafka_bootstrap_servers, s.kafka_topic, [(kafka_key(1), encode(fresh_events(1, seed=9)[0]))])
+            assert consumer.wait(timeout=120) == 1, log_path.read_text()[-3000:]
+        finally:
+            stop(consumer)
+    assert len(received) == 1, received
+    text = received[0]["text"]
+    assert "speed layer failed" in text and "user_recent_items" in text and s.speed_consumer_group in text
