@@ -522,10 +522,9 @@ class TouchedLiveWindows:
     @classmethod
     def of(cls, ts: pa.ChunkedArray | pa.Array, horizon: datetime) -> TouchedLiveWindows:
         """The windows of the event times ``ts`` (timezone-aware timestamps) at or after ``horizon``."""
-        length = STATS_WINDOW // timedelta(microseconds=1)
         # Event times are after 1970 (the contract's rule), so integer division floors them.
-        numbers = pc.unique(pc.divide(pc.cast(pc.cast(ts, _TIMESTAMP), pa.int64()), length)).drop_null()
-        return cls.spanning((_EPOCH + timedelta(microseconds=n * length) for n in numbers.to_pylist()), horizon)
+        numbers = pc.unique(pc.divide(pc.cast(pc.cast(ts, _TIMESTAMP), pa.int64()), _SLIDE_US)).drop_null()
+        return cls.spanning((_slide_start(n) for n in numbers.to_pylist()), horizon)
 
     @classmethod
     def spanning(cls, slides: Iterable[datetime], horizon: datetime) -> TouchedLiveWindows:
@@ -549,10 +548,17 @@ class TouchedLiveWindows:
 
 def live_window_slides(start: datetime, end: datetime) -> list[datetime]:
     """The 5-minute slides (window starts) from the one holding ``start`` to the one holding ``end``."""
-    length = STATS_WINDOW // timedelta(microseconds=1)
-    first = (start - _EPOCH) // timedelta(microseconds=1) // length
-    last = (end - _EPOCH) // timedelta(microseconds=1) // length
-    return [_EPOCH + timedelta(microseconds=n * length) for n in range(first, last + 1)]
+    first = (start - _EPOCH) // timedelta(microseconds=1) // _SLIDE_US
+    last = (end - _EPOCH) // timedelta(microseconds=1) // _SLIDE_US
+    return [_slide_start(n) for n in range(first, last + 1)]
+
+
+_SLIDE_US = STATS_WINDOW // timedelta(microseconds=1)  # a 5-minute slide in microseconds
+
+
+def _slide_start(number: int) -> datetime:
+    """The start of the ``number``-th 5-minute slide since the epoch."""
+    return _EPOCH + timedelta(microseconds=number * _SLIDE_US)
 
 
 def live_windows_held(conn: psycopg.Connection, horizon: datetime, schema: str = GOLD_SCHEMA) -> TouchedLiveWindows:
