@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from functools import cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -46,6 +47,12 @@ class Settings(BaseSettings):
     # Where runtime state lives: pid and log files, Kafka and Postgres data, the lake, jars.
     home: Path = Field(default=PROJECT_ROOT / "data")
     bind_host: str = "127.0.0.1"
+    # The shape of the local stack: `local` (one Kafka broker, Spark in the driver, the lake on this
+    # file system) or `cluster` (a 3-node Kafka KRaft cluster, a Spark standalone master with workers,
+    # the lake in an S3 object store served by S3Proxy). A cluster topology fills the Kafka, Spark and
+    # lake settings you leave unset with its local services' (see `_apply_topology`); set them to
+    # point the same code at real clusters instead.
+    topology: Literal["local", "cluster"] = "local"
 
     # Kafka
     kafka_bootstrap_servers: str = Field(
@@ -56,6 +63,11 @@ class Settings(BaseSettings):
     kafka_topic_partitions: int = 4
     kafka_replication_factor: int = 1
     kafka_heap: str = "1g"
+    # The cluster topology's Kafka: nodes 1..N, each broker and controller in one JVM (KRaft
+    # combined mode), node i's broker on kafka_cluster_port + i - 1, its controller 100 above that.
+    kafka_cluster_nodes: int = 3
+    kafka_cluster_port: int = 9192
+    kafka_cluster_heap: str = "512m"
     # Producer tuning (see clickrec_platform/producer/kafka_sink.py); any librdkafka property can be
     # set through CLICKREC_PRODUCER_OVERRIDES='{"linger.ms": 5}'.
     producer_compression: str = "lz4"
@@ -90,6 +102,12 @@ class Settings(BaseSettings):
     spark_driver_memory: str = "4g"
     spark_shuffle_partitions: int = 4
     spark_ui_enabled: bool = False
+    # The cluster topology's Spark standalone cluster: a master and its workers, run from the pyspark wheel.
+    spark_master_port: int = 7077
+    spark_master_webui_port: int = 8580
+    spark_workers: int = 2
+    spark_worker_cores: int = 1
+    spark_worker_memory: str = "2g"
     lake_root: str | None = None
     # An object-store lake (lake_root `s3a://bucket/prefix`): how readers outside Spark (delta-rs) reach
     # it. Unset fields fall back to delta-rs's own AWS_* environment variables and credential chain.
@@ -99,6 +117,9 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     s3_path_style: bool = True  # `<endpoint>/<bucket>/<key>`, which S3Proxy and MinIO need; false: virtual-hosted
     s3_allow_http: bool = False  # a plain-http endpoint (a local store)
+    # The cluster topology's object store (S3Proxy on the file system under the state dir) and bucket.
+    s3proxy_port: int = 9000
+    lake_bucket: str = "clickrec-lake"
 
     # Streaming job (spark_jobs/clickstream_stream.py)
     stream_trigger_seconds: float = 2.0  # live micro-batches (Kafka → Postgres live tables): the latency path
@@ -214,6 +235,33 @@ class Settings(BaseSettings):
                                    "dashboard", "prometheus"]
     # How long `clickrec up` waits for each service to become ready.
     startup_timeout_s: float = 180.0
+
+    @model_validator(mode="after")
+    def _apply_topology(self) -> Settings:
+        """In the cluster topology, what is left unset points at the cluster services `clickrec up` runs."""
+        if self.topology != "cluster":
+            return self
+        given = self.model_fields_set
+        cluster = {
+            "kafka_bootstrap_servers": ",".join(f"{self.bind_host}:{broker}"
+                                                for _, broker, _ in self.kafka_cluster_ports),
+            "kafka_replication_factor": min(3, self.kafka_cluster_nodes),
+            "spark_master": f"spark://{self.bind_host}:{self.spark_master_port}",
+            "lake_root": f"s3a://{self.lake_bucket}/lake",
+            "s3_endpoint": f"http://{self.bind_host}:{self.s3proxy_port}",
+            "s3_allow_http": True,
+            "s3_path_style": True,
+        }
+        for name, value in cluster.items():
+            if name not in given:
+                setattr(self, name, value)
+        return self
+
+    @property
+    def kafka_cluster_ports(self) -> list[tuple[int, int, int]]:
+        """The cluster topology's Kafka nodes: (node id, broker port, controller port)."""
+        return [(i, self.kafka_cluster_port + i - 1, self.kafka_cluster_port + 99 + i)
+                for i in range(1, self.kafka_cluster_nodes + 1)]
 
     @model_validator(mode="after")
     def _fill_local_password(self) -> Settings:
