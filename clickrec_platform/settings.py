@@ -230,9 +230,10 @@ class Settings(BaseSettings):
 
     # Which services `clickrec up` runs on this machine; drop one to use an external deployment
     # (e.g. CLICKREC_MANAGED_SERVICES='["postgres","mlflow","dagster-webserver","dagster-daemon"]'
-    # with KAFKA_BOOTSTRAP_SERVERS pointing at your cluster).
+    # with KAFKA_BOOTSTRAP_SERVERS pointing at your cluster). `spark` and `s3proxy` are the cluster
+    # topology's Spark standalone cluster and object store.
     managed_services: list[str] = ["postgres", "kafka", "mlflow", "dagster-webserver", "dagster-daemon", "api",
-                                   "dashboard", "prometheus"]
+                                   "dashboard", "prometheus", "spark", "s3proxy"]
     # How long `clickrec up` waits for each service to become ready.
     startup_timeout_s: float = 180.0
 
@@ -251,10 +252,14 @@ class Settings(BaseSettings):
             "s3_endpoint": f"http://{self.bind_host}:{self.s3proxy_port}",
             "s3_allow_http": True,
             "s3_path_style": True,
+            "s3_access_key": "clickrec",
         }
         for name, value in cluster.items():
             if name not in given:
                 setattr(self, name, value)
+        # The local object store's secret, generated once by `clickrec up` like the Postgres password.
+        if "s3_secret_key" not in given and self.local_s3_secret_file.is_file():
+            self.s3_secret_key = SecretStr(self.local_s3_secret_file.read_text().strip())
         return self
 
     @property
@@ -282,6 +287,10 @@ class Settings(BaseSettings):
     @property
     def local_password_file(self) -> Path:
         return self.home / "state" / "postgres.password"
+
+    @property
+    def local_s3_secret_file(self) -> Path:
+        return self.home / "state" / "s3proxy.secret"
 
     @property
     def lake_uri(self) -> str:
@@ -321,6 +330,15 @@ class Settings(BaseSettings):
             self.local_password_file.write_text(secrets.token_urlsafe(24))
             self.postgres_password = SecretStr(self.local_password_file.read_text().strip())
         return self.postgres_password.get_secret_value()
+
+    def ensure_local_s3_secret(self) -> str:
+        """Return the object store's secret key, generating and storing one for the local S3Proxy if unset."""
+        if self.s3_secret_key is None:
+            self.local_s3_secret_file.parent.mkdir(parents=True, exist_ok=True)
+            self.local_s3_secret_file.touch(mode=0o600)
+            self.local_s3_secret_file.write_text(secrets.token_urlsafe(24))
+            self.s3_secret_key = SecretStr(self.local_s3_secret_file.read_text().strip())
+        return self.s3_secret_key.get_secret_value()
 
     def postgres_dsn(self, database: str | None = None, driver: str = "postgresql") -> str:
         """A libpq/SQLAlchemy URL for one of the platform's databases (the gold database by default)."""

@@ -10,18 +10,48 @@ import os
 from pyspark.sql import SparkSession
 
 from clickrec_platform.settings import Settings
-from clickrec_platform.stack.jars import SPARK_CONNECTORS
+from clickrec_platform.stack.jars import SPARK_CONNECTORS, SPARK_S3
 
 _JIT_HUGE_METHODS = "-XX:-DontCompileHugeMethods"
+
+
+def _classpath_conf(settings: Settings) -> dict[str, str]:
+    """The connector jars: shipped to the executors with the app in local mode; on a cluster, read in
+    place on every node (`extraClassPath`: the jars are already there, under the same path), since
+    `spark.jars` would copy them to every executor of every application."""
+    jars = [str(j) for j in SPARK_CONNECTORS.jars(settings)]
+    if settings.lake_uri.startswith("s3") or SPARK_S3.is_resolved(settings):
+        jars += [str(j) for j in SPARK_S3.jars(settings)]
+    if settings.spark_master.startswith("local"):
+        return {"spark.jars": ",".join(jars)}
+    return {"spark.driver.extraClassPath": ":".join(jars), "spark.executor.extraClassPath": ":".join(jars)}
+
+
+def object_store_conf(settings: Settings) -> dict[str, str]:
+    """Hadoop's S3A file system pointed at the settings' S3-compatible store (a lake on `s3a://…`)."""
+    if not settings.lake_uri.startswith("s3a://"):
+        return {}
+    conf = {
+        "fs.s3a.path.style.access": str(settings.s3_path_style).lower(),
+        "fs.s3a.connection.ssl.enabled": str(not settings.s3_allow_http).lower(),
+        "fs.s3a.endpoint.region": settings.s3_region or "us-east-1",
+    }
+    if settings.s3_endpoint:
+        conf["fs.s3a.endpoint"] = settings.s3_endpoint
+    if settings.s3_access_key and settings.s3_secret_key:
+        conf |= {"fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+                 "fs.s3a.access.key": settings.s3_access_key,
+                 "fs.s3a.secret.key": settings.s3_secret_key.get_secret_value()}
+    return {f"spark.hadoop.{key}": value for key, value in conf.items()}
 
 
 def spark_session(settings: Settings, app_name: str = "clickrec", **extra_conf: str) -> SparkSession:
     """Get or create the process's session (Spark allows one active context per JVM)."""
     # Spark's driver and UI bind to this address rather than every interface.
     os.environ.setdefault("SPARK_LOCAL_IP", settings.bind_host)
-    jars = ",".join(str(j) for j in SPARK_CONNECTORS.jars(settings))
     conf = {
-        "spark.jars": jars,
+        **_classpath_conf(settings),
+        **object_store_conf(settings),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.driver.memory": settings.spark_driver_memory,

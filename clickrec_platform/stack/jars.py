@@ -1,7 +1,8 @@
 """JVM dependencies resolved once from Maven Central by Maven, into ``<home>/jars/<bundle>/``.
 
-Two bundles, each described by a pom under ``infra/``: the Apache Kafka broker, and the Spark
-connectors (Kafka source/sink and Delta Lake) that the pyspark wheel does not ship. A bundle is
+Four bundles, each described by a pom under ``infra/``: the Apache Kafka broker, the Spark
+connectors (Kafka source/sink and Delta Lake) and the S3A file system (hadoop-aws) that the pyspark
+wheel does not ship, and S3Proxy (the cluster topology's object store). A bundle is
 resolved again only when its pom changes, so starting Kafka or Spark never touches the network.
 """
 
@@ -94,4 +95,6 @@ class JarBundle:
 KAFKA_BROKER = JarBundle("kafka", PROJECT_ROOT / "infra" / "kafka" / "pom.xml")
 SPARK_CONNECTORS = JarBundle("spark", PROJECT_ROOT / "infra" / "spark" / "pom.xml",
                              skip_bundled_with_pyspark=True)
-BUNDLES = (KAFKA_BROKER, SPARK_CONNECTORS)
+SPARK_S3 = JarBundle("spark-s3", PROJECT_ROOT / "infra" / "spark-s3" / "pom.xml", skip_bundled_with_pyspark=True)
+S3PROXY = JarBundle("s3proxy", PROJECT_ROOT / "infra" / "s3proxy" / "pom.xml")
+BUNDLES = (KAFKA_BROKER, SPARK_CONNECTORS, SPARK_S3, S3PROXY)

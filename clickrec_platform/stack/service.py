@@ -19,6 +19,9 @@ class LocalService(ABC):
     """A service that ``clickrec up`` can run on this machine, or find already running elsewhere."""
 
     name: str
+    # What `managed_services` calls it: the name, or the family of a clustered service's members
+    # ("kafka" for the cluster topology's kafka-1..3, "spark" for its master and workers).
+    family: str | None = None
     # Started only when asked for by name (or by `clickrec demo`), never by a plain `clickrec up`;
     # `clickrec down` and `clickrec status` cover it whenever it runs.
     on_request: bool = False
@@ -46,7 +49,7 @@ class LocalService(ABC):
 
     @property
     def managed(self) -> bool:
-        return self.on_request or self.name in self.settings.managed_services
+        return self.on_request or (self.family or self.name) in self.settings.managed_services
 
     def start(self) -> bool:
         """Bring it up (if managed here) and finish its setup. True if this call started a process."""
