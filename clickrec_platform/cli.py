@@ -28,6 +28,20 @@ err = Console(stderr=True)
 ServiceNames = Annotated[list[str] | None, typer.Argument(help="Services (default: all).")]
 
 
+@app.callback()
+def _global_options(
+    topology: Annotated[str | None, typer.Option(
+        help="local (one broker, Spark in the driver, a local lake) or cluster (3 Kafka nodes, a Spark standalone "
+             "master and workers, the lake on S3Proxy); default CLICKREC_TOPOLOGY, else local.")] = None,
+) -> None:
+    """Options for every command; set in the environment so the processes a command starts see them too."""
+    if topology is not None:
+        if topology not in ("local", "cluster"):
+            raise typer.BadParameter("local or cluster", param_hint="--topology")
+        os.environ["CLICKREC_TOPOLOGY"] = topology
+        get_settings.cache_clear()
+
+
 def _fail(message: str) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)

@@ -106,8 +106,12 @@ class Settings(BaseSettings):
     spark_master_port: int = 7077
     spark_master_webui_port: int = 8580
     spark_workers: int = 2
-    spark_worker_cores: int = 1
-    spark_worker_memory: str = "2g"
+    spark_worker_cores: int = 2  # scheduling slots each worker offers (standalone counts slots, not CPUs)
+    spark_worker_memory: str = "3g"
+    # On a cluster master: what one application takes (`spark.cores.max`, `spark.executor.memory`),
+    # so the continuous stream job and a Dagster run can hold executors at the same time.
+    spark_app_cores: int | None = 2
+    spark_executor_memory: str = "1g"
     lake_root: str | None = None
     # An object-store lake (lake_root `s3a://bucket/prefix`): how readers outside Spark (delta-rs) reach
     # it. Unset fields fall back to delta-rs's own AWS_* environment variables and credential chain.

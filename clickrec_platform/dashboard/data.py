@@ -323,9 +323,9 @@ def silver_counts(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = SILVER_EVENTS.path(settings)
     if not table_exists(path, settings):
         raise Unavailable(f"silver.events does not exist yet at {path}: {STREAM_HINT}.")
-    scan = "delta_scan('" + path.replace("'", "''") + "')"
+    scan = duck.scan(path)
     funnel_events = ", ".join(f"'{event}'" for event, _ in FUNNEL_STEPS)
-    with duck.connect() as con:
+    with duck.connect(settings) as con:
         # `ts` is epoch milliseconds: the hour of day in UTC needs no time zone support.
         hourly = con.execute(f"SELECT CAST((ts // 3600000) % 24 AS INTEGER) AS hour, event, count(*) AS events "
                              f"FROM {scan} GROUP BY ALL").df()

@@ -39,10 +39,10 @@ def silver_overview(settings: Settings) -> SilverOverview:
     """Rows, last ingest and event-date range of silver.events, read by DuckDB (no Spark)."""
     from clickrec_platform.lake import duck
 
-    with duck.connect() as con:
+    with duck.connect(settings) as con:
         rows, ingested, first, last = con.execute(
             "SELECT count(*), max(ingested_at), min(event_date), max(event_date) "
-            f"FROM delta_scan('{SILVER_EVENTS.path(settings)}')").fetchone()
+            f"FROM {duck.scan(SILVER_EVENTS.path(settings))}").fetchone()
     if ingested is not None and ingested.tzinfo is None:  # DuckDB gives timestamptz; be sure
         ingested = ingested.replace(tzinfo=UTC)
     return SilverOverview(int(rows), ingested, first, last)

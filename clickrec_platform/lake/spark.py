@@ -24,7 +24,11 @@ def _classpath_conf(settings: Settings) -> dict[str, str]:
         jars += [str(j) for j in SPARK_S3.jars(settings)]
     if settings.spark_master.startswith("local"):
         return {"spark.jars": ",".join(jars)}
-    return {"spark.driver.extraClassPath": ":".join(jars), "spark.executor.extraClassPath": ":".join(jars)}
+    conf = {"spark.driver.extraClassPath": ":".join(jars), "spark.executor.extraClassPath": ":".join(jars),
+            "spark.executor.memory": settings.spark_executor_memory}
+    if settings.spark_app_cores:
+        conf["spark.cores.max"] = str(settings.spark_app_cores)
+    return conf
 
 
 def object_store_conf(settings: Settings) -> dict[str, str]:

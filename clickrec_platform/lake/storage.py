@@ -10,12 +10,12 @@ from pyarrow.fs import FileSelector, FileType
 
 from clickrec_platform.settings import Settings
 
-_S3_SCHEMES = ("s3a://", "s3n://", "s3://")
+S3_SCHEMES = ("s3a://", "s3n://", "s3://")
 
 
 def delta_rs_location(uri: str, settings: Settings) -> tuple[str, dict[str, str]]:
     """The URI delta-rs opens for a lake path (a local path, ``file:``, ``s3a://``) and its storage options."""
-    for scheme in _S3_SCHEMES:
+    for scheme in S3_SCHEMES:
         if uri.startswith(scheme):
             return "s3://" + uri.removeprefix(scheme), _s3_options(settings)
     if uri.startswith("file:"):  # file:///x and Spark's file:/x

@@ -188,14 +188,10 @@ SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-def _scan(path: str) -> str:
-    return "delta_scan('" + path.replace("'", "''") + "')"
-
-
 def source_query(name: str, paths: list[str], version: int) -> str:
     """DuckDB SQL reading a published table's rows from its Delta table(s), in primary-key order
     (rows of one visitor or item land together on disk, so the API reads a page or two per request)."""
-    main = _scan(paths[0])
+    main = duck.scan(paths[0])
     if name == "user_recommendations":
         return f"SELECT * FROM {main} ORDER BY visitor_id, rank"
     if name == "similar_items":
@@ -207,7 +203,7 @@ def source_query(name: str, paths: list[str], version: int) -> str:
     if name == "items":
         # The path from silver.categories; where it is unknown (an item whose category is not in the
         # tree, or no readable tree), what item_features knows: the root and the category itself.
-        tree = (f"SELECT category_id, string_split(path, '/')::BIGINT[] AS tree_path FROM {_scan(paths[1])}"
+        tree = (f"SELECT category_id, string_split(path, '/')::BIGINT[] AS tree_path FROM {duck.scan(paths[1])}"
                 if len(paths) > 1 else "SELECT NULL::BIGINT AS category_id, NULL::BIGINT[] AS tree_path LIMIT 0")
         return f"""
             WITH f AS (SELECT * FROM {main}), c AS ({tree}),
@@ -237,16 +233,16 @@ def open_source(settings: Settings, name: str) -> Iterator[GoldSource]:
     missing = [path for path, version in zip(paths, versions, strict=True) if version is None]
     if missing:
         raise SourceMissing(f"{name}: no Delta table at {', '.join(missing)} yet")
-    con = duck.connect()
+    con = duck.connect(settings)
     try:
         notes = []
         for extra in paths[1:]:
             try:
-                con.execute(f"SELECT * FROM {_scan(extra)} LIMIT 0")
+                con.execute(f"SELECT * FROM {duck.scan(extra)} LIMIT 0")
             except duckdb.Error as exc:  # e.g. a column of type void, which DuckDB's Delta reader rejects
                 paths.remove(extra)
                 notes.append(f"{extra} unreadable by DuckDB, joined without it ({str(exc).splitlines()[0][:200]})")
-        (rows,) = con.execute(f"SELECT count(*) FROM {_scan(paths[0])}").fetchone()
+        (rows,) = con.execute(f"SELECT count(*) FROM {duck.scan(paths[0])}").fetchone()
         reader = con.execute(source_query(name, paths, versions[0])).fetch_record_batch(_ROWS_PER_BATCH)
         yield GoldSource(reader, paths[0], versions[0], rows, notes)
     finally:

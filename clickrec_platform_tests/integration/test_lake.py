@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from clickrec_platform.lake.duck import connect
+from clickrec_platform.lake.duck import connect, scan
+from clickrec_platform.settings import get_settings
 from clickrec_platform_tests.support import produce
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def test_spark_kafka_to_delta_then_duckdb_sees_the_same_rows(stack, spark, kafka
     assert len(spark_rows) == len(records)
     assert sorted((k, v) for k, v, _p, _o in spark_rows) == sorted((k.decode(), v.decode()) for k, v in records)
 
-    duck = connect()
-    duck_rows = sorted(duck.sql(f"SELECT key, value, partition, \"offset\" FROM delta_scan('{table}')")
+    duck = connect(get_settings())
+    duck_rows = sorted(duck.sql(f"SELECT key, value, partition, \"offset\" FROM {scan(table)}")
                        .fetchall())
     assert duck_rows == spark_rows

@@ -14,7 +14,7 @@ from psycopg import sql
 
 from clickrec_platform.events.codec import InvalidEvent, decode, encode, kafka_key
 from clickrec_platform.events.contract import Event, frame_to_events
-from clickrec_platform.lake.duck import connect
+from clickrec_platform.lake.duck import connect, scan
 from clickrec_platform.lake.tables import (
     BRONZE_CLICKSTREAM,
     GOLD_EVENT_STATISTICS,
@@ -23,7 +23,7 @@ from clickrec_platform.lake.tables import (
     SILVER_EVENTS,
     SILVER_QUARANTINE,
 )
-from clickrec_platform.settings import PROJECT_ROOT
+from clickrec_platform.settings import PROJECT_ROOT, get_settings
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 from clickrec_platform.stack.scratch import scratch_settings
 from clickrec_platform_tests.support import free_port, metric_samples, produce, stream_process
@@ -60,9 +60,10 @@ def message_mix(events: int, seed: int) -> tuple[list[tuple[bytes, bytes]], list
     return records, [e.event_id for e in valid], reasons
 
 
-def delta_rows(path: str, query: str = "SELECT * FROM t") -> list[tuple]:
-    con = connect()
-    con.execute(f"CREATE VIEW t AS SELECT * FROM delta_scan('{path}')")
+def delta_rows(path: str, query: str = "SELECT * FROM t", settings=None) -> list[tuple]:
+    """Rows of the Delta table at ``path`` (local, or on the object store of ``settings``) through DuckDB."""
+    con = connect(settings or get_settings())
+    con.execute(f"CREATE VIEW t AS SELECT * FROM {scan(path)}")
     return con.sql(query).fetchall()
 
 

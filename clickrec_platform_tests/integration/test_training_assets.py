@@ -99,10 +99,10 @@ def test_candidates_are_logged_and_the_champion_writes_recommendations(lake):
     champion_run = client.get_run(client.get_model_version_by_alias(lake.registered_model_name, "champion").run_id)
     assert champion_run.data.tags[CANDIDATE_TAG] not in ("most_popular", "random")
 
-    with duck.connect() as con:
-        recs = con.execute(f"SELECT * FROM delta_scan('{GOLD_USER_RECOMMENDATIONS.path(lake)}')").df()
-        similar = con.execute(f"SELECT * FROM delta_scan('{GOLD_SIMILAR_ITEMS.path(lake)}')").df()
-        popular = con.execute(f"SELECT * FROM delta_scan('{GOLD_POPULAR_ITEMS.path(lake)}')").df()
+    with duck.connect(lake) as con:
+        recs = con.execute(f"SELECT * FROM {duck.scan(GOLD_USER_RECOMMENDATIONS.path(lake))}").df()
+        similar = con.execute(f"SELECT * FROM {duck.scan(GOLD_SIMILAR_ITEMS.path(lake))}").df()
+        popular = con.execute(f"SELECT * FROM {duck.scan(GOLD_POPULAR_ITEMS.path(lake))}").df()
     assert len(recs) > 0 and set(recs["model_version"]) == {gate["champion_version"]}
     assert set(recs["run_id"]) == {champion_run.info.run_id}
     assert recs.groupby("visitor_id")["rank"].max().max() == lake.recommend_top_n

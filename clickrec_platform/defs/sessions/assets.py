@@ -68,9 +68,9 @@ def session_protocol(settings: Settings) -> SessionProtocol:
 )
 def sessions(context: dg.AssetExecutionContext, spark: SparkResource, lake: LakeResource):
     settings = lake.settings()
-    with duck.connect() as con:
+    with duck.connect(settings) as con:
         events = con.execute("SELECT visitor_id, session_id, ts, event, item_id FROM "
-                             f"delta_scan('{SILVER_EVENTS.path(settings)}')").df()
+                             f"{duck.scan(SILVER_EVENTS.path(settings))}").df()
     data = build_sessions(events, session_protocol(settings))
     frame = sessions_frame(data)
     version = overwrite(from_pandas(spark.get_session(), frame), GOLD_SESSIONS.path(settings),
@@ -105,8 +105,8 @@ def sessions(context: dg.AssetExecutionContext, spark: SparkResource, lake: Lake
 )
 def session_models(context: dg.AssetExecutionContext, lake: LakeResource):
     settings = lake.settings()
-    with duck.connect() as con:
-        frame = con.execute(f"SELECT * FROM delta_scan('{GOLD_SESSIONS.path(settings)}')").df()
+    with duck.connect(settings) as con:
+        frame = con.execute(f"SELECT * FROM {duck.scan(GOLD_SESSIONS.path(settings))}").df()
     protocol = session_protocol(settings)
     data = session_data_from_frame(frame, protocol)
     registered, uri, metric = settings.session_registered_model_name, settings.tracking_uri, settings.session_metric

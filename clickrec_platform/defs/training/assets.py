@@ -45,8 +45,8 @@ CONTROL_CEILING = 0.1  # the random control must score below a tenth of the base
 
 
 def _read(settings, table, columns="*"):
-    with duck.connect() as con:
-        return con.execute(f"SELECT {columns} FROM delta_scan('{table.path(settings)}')").df()
+    with duck.connect(settings) as con:
+        return con.execute(f"SELECT {columns} FROM {duck.scan(table.path(settings))}").df()
 
 
 @dg.multi_asset(
