@@ -15,6 +15,8 @@ from clickrec_platform.stack import services
 from clickrec_platform.stack.kafka import admin_client
 from clickrec_platform.stack.setup import run_setup
 
+pytest_plugins = ["clickrec_platform_tests.cluster"]
+
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:

@@ -34,17 +34,32 @@ class StageTimer:
 
 
 class HeldRows:
-    """DataFrames computed once and held in memory (spilling to disk) as rows until the block ends.
+    """DataFrames computed once and held as rows until the block ends.
 
-    Local checkpoints: for a batch read several times, holding it costs a fraction of ``persist()``,
-    which first encodes every column into compressed column batches.
+    In local mode, local checkpoints: for a batch read several times, holding it costs a fraction of
+    ``persist()``, which first encodes every column into compressed column batches; the blocks live in the
+    driver's own executor, so nothing can lose them without losing the driver too. On a cluster, an
+    executor (and the local checkpoint blocks it held) can die mid-batch, and a local checkpoint has no
+    lineage to recompute them from: the batch would fail. There the rows are persisted (memory, then disk)
+    instead, and a lost block is recomputed from its lineage (the Kafka offsets of the batch).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, local: bool = True) -> None:
+        self.local = local
         self._held: list[DataFrame] = []
 
+    @classmethod
+    def for_master(cls, master: str) -> HeldRows:
+        return cls(local=master.startswith("local"))
+
     def hold(self, frame: DataFrame) -> DataFrame:
-        held = frame.localCheckpoint(eager=True)
+        if self.local:
+            held = frame.localCheckpoint(eager=True)
+        else:
+            from pyspark import StorageLevel
+
+            held = frame.persist(StorageLevel.MEMORY_AND_DISK)
+            held.count()  # computed once, now
         self._held.append(held)
         return held
 
@@ -52,9 +67,12 @@ class HeldRows:
         return self
 
     def __exit__(self, *_exc) -> None:
-        # The rows belong to the checkpointed plan's RDD; unreleased, they would stay until a JVM GC.
         for held in self._held:
-            held._jdf.queryExecution().logical().rdd().unpersist(False)
+            if self.local:
+                # The rows belong to the checkpointed plan's RDD; unreleased, they would stay until a JVM GC.
+                held._jdf.queryExecution().logical().rdd().unpersist(False)
+            else:
+                held.unpersist()
         self._held.clear()
 
 

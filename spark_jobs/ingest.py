@@ -120,7 +120,7 @@ class IngestBatch:
         started, timer = time.perf_counter(), StageTimer()
         spark = records.sparkSession
         in_pool(spark, "ingest")
-        with HeldRows() as held:
+        with HeldRows.for_master(spark.sparkContext.master) as held:
             # Kafka is read and parsed once: the rows held keep each record as received, for bronze
             # and quarantine, next to its parsed fields.
             with timer.stage("parse"):

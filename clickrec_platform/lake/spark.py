@@ -46,7 +46,14 @@ def object_store_conf(settings: Settings) -> dict[str, str]:
         conf |= {"fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
                  "fs.s3a.access.key": settings.s3_access_key,
                  "fs.s3a.secret.key": settings.s3_secret_key.get_secret_value()}
-    return {f"spark.hadoop.{key}": value for key, value in conf.items()}
+    return {
+        **{f"spark.hadoop.{key}": value for key, value in conf.items()},
+        # Streaming checkpoints through the FileSystem API: the default FileContext manager insists that a
+        # file's parent "directory" answers getFileStatus, and an empty prefix on an object store (S3Proxy's
+        # file system store; any store without directory markers) does not.
+        "spark.sql.streaming.checkpointFileManagerClass":
+            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager",
+    }
 
 
 def spark_session(settings: Settings, app_name: str = "clickrec", **extra_conf: str) -> SparkSession:

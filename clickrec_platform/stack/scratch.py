@@ -21,6 +21,25 @@ from clickrec_platform.stack.kafka import admin_client
 
 # The settings that differ inside a scratch namespace (hand them to a child process as its environment).
 ISOLATED_FIELDS = ("kafka_topic", "lake_root", "stream_app_id", "gold_schema", "speed_consumer_group")
+# And where the engines are, which a cluster topology's namespace hands its children too.
+TOPOLOGY_FIELDS = ("topology", "kafka_bootstrap_servers", "spark_master")
+
+
+@contextmanager
+def _scratch_lake(settings: Settings, tag: str) -> Iterator[str]:
+    """A lake root of its own: a temporary folder, or a prefix in the object store's bucket for an s3a lake."""
+    if not settings.lake_uri.startswith("s3a://"):
+        with tempfile.TemporaryDirectory(prefix=f"clickrec-{tag}-") as lake:
+            yield lake
+        return
+    from clickrec_platform.stack.s3proxy import s3_filesystem
+
+    bucket = settings.lake_uri.removeprefix("s3a://").split("/", 1)[0]
+    try:
+        yield f"s3a://{bucket}/scratch/{tag}"
+    finally:
+        with contextlib.suppress(OSError):
+            s3_filesystem(settings).delete_dir(f"{bucket}/scratch/{tag}")
 
 
 @contextmanager
@@ -28,7 +47,7 @@ def scratch_settings(settings: Settings, prefix: str = "scratch") -> Iterator[Se
     tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
     admin = admin_client(settings.kafka_bootstrap_servers)
     admin.create_topics([NewTopic(tag, settings.kafka_topic_partitions, 1)])[tag].result(30)
-    with tempfile.TemporaryDirectory(prefix=f"clickrec-{prefix}-") as lake:
+    with _scratch_lake(settings, tag) as lake:
         scratch = settings.model_copy(update={"kafka_topic": tag, "lake_root": lake, "stream_app_id": tag,
                                               "gold_schema": tag.replace("-", "_"), "speed_consumer_group": tag,
                                               "session_registered_model_name": f"{tag}-session"})

@@ -5,28 +5,33 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections import Counter
 
-import orjson
 import psycopg
 import pytest
 from psycopg import sql
 
-from clickrec_platform.events.codec import InvalidEvent, decode, encode, kafka_key
-from clickrec_platform.events.contract import Event, frame_to_events
-from clickrec_platform.lake.duck import connect, scan
+from clickrec_platform.events.codec import encode, kafka_key
+from clickrec_platform.events.contract import Event
 from clickrec_platform.lake.tables import (
     BRONZE_CLICKSTREAM,
     GOLD_EVENT_STATISTICS,
-    GOLD_WINDOWED_STATS,
     OPS_STREAM_BATCHES,
     SILVER_EVENTS,
     SILVER_QUARANTINE,
 )
-from clickrec_platform.settings import PROJECT_ROOT, get_settings
-from clickrec_platform.sources.generator import GeneratorConfig, generate_events
+from clickrec_platform.settings import PROJECT_ROOT
 from clickrec_platform.stack.scratch import scratch_settings
-from clickrec_platform_tests.support import free_port, metric_samples, produce, stream_process
+from clickrec_platform_tests.support import (
+    assert_gold_windows_match_silver,
+    assert_reconciled,
+    delta_rows,
+    free_port,
+    message_mix,
+    metric_samples,
+    pg_rows,
+    produce,
+    stream_process,
+)
 from clickrec_platform_tests.webhook import webhook_receiver
 from spark_jobs.clickstream_stream import StreamOptions, run
 
@@ -40,38 +45,6 @@ def stream_settings(stack):
         yield settings
 
 
-def message_mix(events: int, seed: int) -> tuple[list[tuple[bytes, bytes]], list[str], Counter]:
-    """Valid events, re-sent duplicates and bad records; also the unique valid ids and bad reasons."""
-    valid = [e for f in generate_events(GeneratorConfig(events=events, seed=seed, days=2)) for e in frame_to_events(f)]
-    good = orjson.loads(encode(valid[0]))
-    bad = [b"not json", b"", b"[1,2]", b"\xff\xfe\x00garbage",
-           orjson.dumps({**good, "visitor_id": "seventeen"}), orjson.dumps({**good, "event": "purchase"}),
-           orjson.dumps({**good, "event": "view", "item_id": None}), orjson.dumps({**good, "ts": 12}),
-           orjson.dumps({k: v for k, v in good.items() if k != "source"})] * 3
-    records = [(kafka_key(e.visitor_id), encode(e)) for e in valid]
-    records += records[:: max(1, len(records) // 50)]  # duplicates, sent later
-    records += [(b"bad", value) for value in bad]
-    reasons = Counter()
-    for value in bad:
-        try:
-            decode(value)
-        except InvalidEvent as invalid:
-            reasons[invalid.reason] += 1
-    return records, [e.event_id for e in valid], reasons
-
-
-def delta_rows(path: str, query: str = "SELECT * FROM t", settings=None) -> list[tuple]:
-    """Rows of the Delta table at ``path`` (local, or on the object store of ``settings``) through DuckDB."""
-    con = connect(settings or get_settings())
-    con.execute(f"CREATE VIEW t AS SELECT * FROM {scan(path)}")
-    return con.sql(query).fetchall()
-
-
-def pg_rows(settings, query: str) -> list[tuple]:
-    with psycopg.connect(settings.postgres_dsn()) as conn:
-        return conn.execute(sql.SQL(query).format(schema=sql.Identifier(settings.gold_schema))).fetchall()
-
-
 def test_available_now_run_reconciles_and_quarantines_with_reasons(stream_settings, spark, monkeypatch):
     records, valid_ids, bad_reasons = message_mix(3_000, seed=21)
     produce(stream_settings.kafka_bootstrap_servers, stream_settings.kafka_topic, records)
@@ -80,24 +53,9 @@ def test_available_now_run_reconciles_and_quarantines_with_reasons(stream_settin
         spark=spark)
 
     s = stream_settings
-    assert delta_rows(BRONZE_CLICKSTREAM.path(s), "SELECT count(*) FROM t") == [(len(records),)]
-    silver_ids = [r[0] for r in delta_rows(SILVER_EVENTS.path(s), "SELECT event_id FROM t")]
-    assert sorted(silver_ids) == sorted(valid_ids)
-    quarantined = Counter(r[0] for r in delta_rows(SILVER_QUARANTINE.path(s), "SELECT reason FROM t"))
-    assert quarantined == bad_reasons
-    # As the bytes received, whatever they are; the text column is for humans.
-    assert (b"\xff\xfe\x00garbage", "\ufffd\ufffd\x00garbage", b"bad") in delta_rows(
-        SILVER_QUARANTINE.path(s), "SELECT raw_value, raw_text, raw_key FROM t")
-    (totals,) = delta_rows(OPS_STREAM_BATCHES.path(s), "SELECT count(*), sum(bronze_rows), sum(silver_rows), "
-                                                       "sum(quarantined_rows), sum(duplicate_rows) FROM t")
-    batches, bronze, silver, quarantine, duplicates = totals
+    assert_reconciled(s, records, valid_ids, bad_reasons)
+    (batches,) = delta_rows(OPS_STREAM_BATCHES.path(s), "SELECT count(*) FROM t")[0]
     assert batches >= 3  # max_offsets_per_trigger split the catch-up
-    assert (bronze, silver, quarantine) == (len(records), len(valid_ids), sum(bad_reasons.values()))
-    assert duplicates == len(records) - len(valid_ids) - sum(bad_reasons.values()) > 0
-
-    per_type = Counter(r[0] for r in delta_rows(SILVER_EVENTS.path(s), "SELECT event FROM t"))
-    assert dict(pg_rows(s, "SELECT event, event_count FROM {schema}.event_statistics")) == per_type
-    assert dict(delta_rows(GOLD_EVENT_STATISTICS.path(s), "SELECT event, event_count FROM t")) == per_type
 
     # The example notebook runs top to bottom over this lake, and its reconciliation adds up.
     namespace = run_notebook(PROJECT_ROOT / "notebooks" / "explore_lake.ipynb", s, monkeypatch)
@@ -133,30 +91,7 @@ def test_gold_windows_equal_an_independent_duckdb_computation(stream_settings, s
     produce(stream_settings.kafka_bootstrap_servers, stream_settings.kafka_topic, records)
     run(stream_settings, StreamOptions(available_now=True, max_offsets_per_trigger=700), spark=spark)
 
-    s = stream_settings
-    expected = sorted(delta_rows(SILVER_EVENTS.path(s), """
-        SELECT epoch_ms((ts // 300000) * 300000) AS window_start, event, count(*),
-               count(DISTINCT visitor_id), count(DISTINCT item_id)
-        FROM t GROUP BY ALL"""))
-    in_postgres = sorted((ws.replace(tzinfo=None), *rest) for ws, *rest in pg_rows(
-        s, "SELECT window_start, event, event_count, unique_users, unique_items FROM {schema}.windowed_stats"))
-    in_delta = sorted(delta_rows(GOLD_WINDOWED_STATS.path(s), "SELECT window_start::TIMESTAMP, event, event_count, "
-                                                              "unique_users, unique_items FROM t"))
-    assert len(expected) > 20
-    assert in_postgres == expected
-    assert in_delta == expected
-
-    # Trending: every stored score is the weighted sum over its 10-minute window in silver.
-    (checked,) = pg_rows(s, "SELECT count(*) FROM {schema}.trending_items")
-    assert checked[0] > 0
-    window, item, score = pg_rows(s, "SELECT window_start, item_id, score FROM {schema}.trending_items "
-                                     "ORDER BY score DESC, window_start LIMIT 1")[0]
-    start_ms = int(window.timestamp() * 1000)
-    (recomputed,) = delta_rows(SILVER_EVENTS.path(s), f"""
-        SELECT sum(CASE event WHEN 'view' THEN 1 WHEN 'addtocart' THEN 3 WHEN 'like' THEN 4
-                              WHEN 'transaction' THEN 5 END)
-        FROM t WHERE item_id = {item} AND ts >= {start_ms} AND ts < {start_ms + 600_000}""")
-    assert recomputed[0] == score
+    assert_gold_windows_match_silver(stream_settings)
 
 
 def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(stream_settings, tmp_path):
