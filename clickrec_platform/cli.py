@@ -473,7 +473,8 @@ def one_line_error(exc: BaseException) -> str:
 def optimize(
     vacuum_hours: Annotated[int | None, typer.Option(help="Also VACUUM files older than this many hours.")] = None,
 ) -> None:
-    """Compact the small files streaming leaves in bronze and silver (Delta OPTIMIZE)."""
+    """Compact the small files streaming leaves in bronze, silver, quarantine and ops.stream_batches (Delta
+    OPTIMIZE); the Dagster schedule `optimize_lake_every_30_minutes` runs the same when they need it."""
     from clickrec_platform.lake.maintenance import compact
 
     for line in compact(get_settings(), vacuum_hours=vacuum_hours):

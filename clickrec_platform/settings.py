@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     # If Postgres is unreachable when a micro-batch writes to it (a restart, a failover), the batch waits and
     # tries again for this long before the job fails: its Postgres writes are idempotent per batch id.
     stream_postgres_outage_s: float = 300.0
+    # Lake maintenance (the Dagster schedule `optimize_lake_every_30_minutes`): compact a table once it has
+    # this many small files (files of a partition that holds more than one); VACUUM daily what no version
+    # of the last this-many hours reads.
+    optimize_min_small_files: int = 20
+    optimize_vacuum_hours: int = 168
 
     # Speed layer (`clickrec speed`, clickrec_platform/speed/): Kafka → Postgres live tables, offsets in Postgres.
     speed_consumer_group: str = "clickrec-speed-layer"
