@@ -571,6 +571,46 @@ def bench_speed(
         console.print(line, highlight=False)
 
 
+@bench.command("soak")
+def bench_soak(
+    minutes: Annotated[int, typer.Option(help="How long to run, sampling once a minute.")] = 30,
+    rate: Annotated[float, typer.Option(help="Live traffic, events/s (each stamped when sent).")] = 300.0,
+    optimize_every: Annotated[int, typer.Option(
+        help="Minutes between the maintenance schedule's checks (compaction when due); 0: never.")] = 10,
+    warmup: Annotated[int | None, typer.Option(
+        help="Minutes left out of the trends (default: a third of the run, at most 5).")] = None,
+) -> None:
+    """Live traffic against the continuous stream job and the speed layer (a scratch namespace): memory of every
+    service, Kafka lag, produce → Postgres p95 and Delta file counts once a minute, then each one's trend;
+    exit 1 when one grows beyond its bound."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from clickrec_platform.benchmarks.soak import Bounds, report_lines, run_soak, sample_header, sample_line
+
+    header_shown = []
+    with Progress(TextColumn("soak"), BarColumn(), TextColumn("{task.completed}/{task.total} min"),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("soak", total=minutes)
+
+        def on_sample(sample) -> None:
+            if not header_shown:
+                bar.console.print(sample_header(sample), highlight=False, soft_wrap=True)
+                header_shown.append(True)
+            bar.console.print(sample_line(sample), highlight=False, soft_wrap=True)
+            bar.advance(task)
+
+        try:
+            report = run_soak(get_settings(), minutes, rate, optimize_every=optimize_every, bounds=Bounds(),
+                              warmup_minutes=warmup, on_sample=on_sample,
+                              say=lambda line: bar.console.print(line, highlight=False, soft_wrap=True))
+        except RuntimeError as exc:
+            raise _fail(str(exc)) from exc
+    for line in report_lines(report):
+        console.print(line, highlight=False, soft_wrap=True)
+    if report.failed:
+        raise _fail("growth beyond its bound: " + ", ".join(t.series for t in report.failed))
+
+
 @bench.command("graph")
 def bench_graph(
     events: Annotated[int, typer.Option(help="Generated events (RetailRocket has 2.76M).")] = 2_760_000,

@@ -1,0 +1,464 @@
+"""`clickrec bench soak`: live traffic for N minutes against the continuous stream job and the speed layer,
+sampled once a minute, to see what grows.
+
+Everything runs in a namespace of its own on the running stack (``scratch_settings``: topic, lake, stream app
+id, Postgres schema, consumer group), started as the stack starts them (the services' own command lines and
+priorities: the stream job at the batch niceness), plus a steady traffic process (generated events stamped
+when sent, at ``--rate`` events/s). Every minute:
+
+- memory of each process tree: ours (traffic, speed layer, stream job with its JVM) and the stack's services
+  (PSS: resident pages, those shared between processes split among them, so a tree's figure adds up);
+- Kafka consumer lag: records on the topic beyond the speed layer's stored offsets (in Postgres), and beyond
+  the stream job's last committed ingest batch (its checkpoint);
+- produce → Postgres latency: a probe event every few seconds, timed from Kafka's acknowledgement until its
+  row is in ``user_recent_items`` (as ``clickrec bench speed`` does); the minute's p95;
+- active files (the current version's) of the bronze, silver, gold and ops tables.
+
+What the Dagster schedule ``optimize_lake_every_30_minutes`` does is done here every ``--optimize-every``
+minutes, on the same condition (a table with ``optimize_min_small_files`` small files): `clickrec optimize`,
+at the batch niceness. At the end each series' trend (least-squares slope per hour, after the warm-up) is held
+to the bounds in ``Bounds``; a run fails when one is exceeded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from confluent_kafka import Consumer, Producer, TopicPartition
+from psycopg import sql
+
+from clickrec_platform.benchmarks.live_path import send_probe
+from clickrec_platform.lake.maintenance import active_files, small_files
+from clickrec_platform.lake.tables import (
+    BRONZE_CLICKSTREAM,
+    GOLD_EVENT_STATISTICS,
+    GOLD_TRENDING_ITEMS,
+    GOLD_WINDOWED_STATS,
+    OPS_STREAM_BATCHES,
+    SILVER_EVENTS,
+    SILVER_QUARANTINE,
+)
+from clickrec_platform.settings import PROJECT_ROOT, Settings
+from clickrec_platform.speed.offsets import progress
+from clickrec_platform.stack import services
+from clickrec_platform.stack.live_traffic import SpeedLayerService, StreamJobService
+from clickrec_platform.stack.process import ManagedProcess
+from clickrec_platform.stack.scratch import ISOLATED_FIELDS, scratch_settings
+
+FILE_TABLES = (BRONZE_CLICKSTREAM, SILVER_EVENTS, SILVER_QUARANTINE, OPS_STREAM_BATCHES, GOLD_WINDOWED_STATS,
+               GOLD_TRENDING_ITEMS, GOLD_EVENT_STATISTICS)
+PROBE_EVERY_S = 3.0
+STARTUP_TIMEOUT_S = 600.0  # the stream job's first batch on a loaded 2-core machine
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a soak may show and still pass. Trends (slopes) are judged after the warm-up, on at least
+    ``min_trend_samples`` samples; levels on every sample after the warm-up."""
+
+    memory_mb_per_hour: float = 100.0  # each process tree's memory slope, and …
+    memory_share_per_hour: float = 0.25  # … or this share of its mean per hour, whichever is larger
+    lag_traffic_seconds_per_hour: float = 60.0  # a lag may grow by at most a minute of traffic per hour
+    speed_lag_traffic_seconds: float = 5.0  # the speed layer's lag at most 5 s of traffic, every minute
+    stream_lag_extra_seconds: float = 60.0  # the stream job's at most (ingest trigger + this) of traffic
+    p95_ms: float = 1000.0  # every minute's produce → Postgres p95
+    p95_ms_per_hour: float = 500.0
+    files_per_hour: float = 200.0  # each table's active-file slope (compaction keeps the appends' flat)
+    min_trend_samples: int = 5
+
+
+@dataclass
+class Sample:
+    minute: int
+    elapsed_s: float
+    events: int  # records on the topic so far
+    events_per_s: float  # in the last minute
+    memory_mb: dict[str, float]
+    lag: dict[str, int | None]
+    p95_ms: float | None
+    probes: int
+    timeouts: int
+    files: dict[str, int | None]
+    optimized: str = ""
+
+
+@dataclass
+class Trend:
+    series: str
+    slope_per_hour: float
+    unit: str
+    bound: str
+    ok: bool | None  # None: not judged (too few samples)
+    level: str = ""
+
+
+@dataclass
+class SoakReport:
+    samples: list[Sample] = field(default_factory=list)
+    trends: list[Trend] = field(default_factory=list)
+    warmup_minutes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Trend]:
+        return [t for t in self.trends if t.ok is False]
+
+
+def slope_per_hour(minutes: list[float], values: list[float]) -> float:
+    """Least-squares slope of ``values`` against time, per hour (0 for fewer than two points)."""
+    if len(values) < 2:
+        return 0.0
+    return float(np.polyfit(np.asarray(minutes, float), np.asarray(values, float), 1)[0] * 60.0)
+
+
+# Measurements ------------------------------------------------------------------------------------------------
+
+def _tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rpartition(") ")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        proc = todo.pop()
+        found.append(proc)
+        todo.extend(children.get(proc, []))
+    return found
+
+
+def tree_memory_mb(pid: int | None) -> float | None:
+    """PSS of a process and its descendants, in MB (None when it does not run)."""
+    if pid is None:
+        return None
+    total_kb = 0
+    for proc in _tree(pid):
+        try:
+            for line in Path(f"/proc/{proc}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+                    break
+        except (OSError, ValueError):
+            continue
+    return total_kb / 1024
+
+
+def topic_end(consumer: Consumer, topic: str, partitions: int) -> dict[int, int]:
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
+
+
+def stream_committed_offsets(settings: Settings) -> dict[int, int] | None:
+    """Next offsets of the stream job's last committed ingest batch, from its checkpoint (None before one)."""
+    from spark_jobs.clickstream_stream import checkpoint
+
+    root = Path(checkpoint(settings, "ingest"))
+    commits = sorted((int(p.name) for p in (root / "commits").glob("[0-9]*")), reverse=True)
+    for batch in commits:
+        try:
+            lines = (root / "offsets" / str(batch)).read_text().splitlines()
+        except OSError:
+            continue
+        offsets = json.loads(lines[-1]).get(settings.kafka_topic, {})
+        return {int(p): int(o) for p, o in offsets.items()}
+    return None
+
+
+class Probes(threading.Thread):
+    """A probe event every ``PROBE_EVERY_S``, timed from Kafka's acknowledgement until visible in Postgres."""
+
+    def __init__(self, settings: Settings, timeout_s: float = 30.0):
+        super().__init__(daemon=True, name="soak-probes")
+        self.settings, self.timeout_s = settings, timeout_s
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.timeouts = 0
+        self.visitor = 9_100_000_000_000
+
+    def take(self) -> tuple[list[float], int]:
+        with self.lock:
+            taken, timeouts = self.latencies, self.timeouts
+            self.latencies, self.timeouts = [], 0
+        return taken, timeouts
+
+    def run(self) -> None:
+        producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap_servers, "acks": "all",
+                             "enable.idempotence": True, "linger.ms": 0})
+        query = sql.SQL("SELECT 1 FROM {} WHERE visitor_id = %s").format(
+            sql.Identifier(self.settings.gold_schema, "user_recent_items"))
+        with psycopg.connect(self.settings.postgres_dsn(), autocommit=True) as conn:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                self.visitor += 1
+                send_probe(producer, self.settings.kafka_topic, self.visitor)
+                sent = time.perf_counter()
+                while True:
+                    if conn.execute(query, (self.visitor,)).fetchone():
+                        with self.lock:
+                            self.latencies.append(time.perf_counter() - sent)
+                        break
+                    if time.perf_counter() - sent > self.timeout_s:
+                        with self.lock:
+                            self.timeouts += 1
+                        break
+                    time.sleep(0.005)
+                self.stop.wait(max(0.0, PROBE_EVERY_S - (time.monotonic() - started)))
+
+
+# The run ------------------------------------------------------------------------------------------------------
+
+def _process(name: str, argv: list[str], run_dir: Path, env: dict[str, str], ready: Callable[[], bool],
+             nice: int = 0, marker: str = "") -> ManagedProcess:
+    return ManagedProcess(name=name, argv=argv, state_dir=run_dir, ready=ready, env=lambda: env, cwd=PROJECT_ROOT,
+                          cmdline_marker=marker, nice=nice)
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    return httpx.get(url, timeout=2).status_code == 200
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    return settings.as_environment(*ISOLATED_FIELDS, "stream_metrics_port", "speed_metrics_port")
+
+
+def run_soak(settings: Settings, minutes: int, rate: float, optimize_every: int = 10,
+             bounds: Bounds = Bounds(), warmup_minutes: int | None = None,
+             on_sample: Callable[[Sample], None] = lambda _s: None,
+             say: Callable[[str], None] = lambda _line: None) -> SoakReport:
+    report = SoakReport(warmup_minutes=min(5, minutes // 3) if warmup_minutes is None else warmup_minutes)
+    with scratch_settings(settings, "soak") as scratch, tempfile.TemporaryDirectory(prefix="clickrec-soak-") as run:
+        run_dir = Path(run)
+        scratch = scratch.model_copy(update={"stream_metrics_port": _free_port(), "speed_metrics_port": _free_port()})
+        env = _environment(scratch)
+        stream_service, speed_service = StreamJobService(scratch), SpeedLayerService(scratch)  # their commands
+        stream_process = stream_service.launch_process()
+        speed_process = speed_service.launch_process()
+        ours = {
+            "traffic": _process("traffic", [sys.executable, "-m", "clickrec_platform.benchmarks.soak", "traffic",
+                                            "--rate", f"{rate:g}", "--minutes", str(minutes + 15)],
+                                run_dir, env, ready=lambda: True, marker="benchmarks.soak"),
+            "speed layer": _process("speed", list(speed_process.argv), run_dir, env, nice=speed_process.nice,
+                                    ready=lambda: _answers(speed_service.url), marker="speed"),
+            "stream job": _process("stream", list(stream_process.argv), run_dir, env, nice=stream_process.nice,
+                                   ready=lambda: stream_committed_offsets(scratch) is not None, marker="stream"),
+        }
+        say(f"scratch namespace: topic {scratch.kafka_topic}, schema {scratch.gold_schema}, lake {scratch.lake_uri}; "
+            f"stream job at nice {stream_process.nice}, local Spark on {scratch.stream_continuous_cores} core(s) "
+            f"in continuous mode; traffic {rate:g} events/s")
+        stack = {s.name: s for s in services(settings) if s.managed}
+        probes = Probes(scratch)
+        consumer = Consumer({"bootstrap.servers": scratch.kafka_bootstrap_servers, "group.id": f"soak-{uuid.uuid4()}"})
+        optimizing: tuple[subprocess.Popen, float] | None = None
+        try:
+            started = time.monotonic()
+            for name in ("speed layer", "traffic", "stream job"):  # the stream job is ready at its first commit
+                ours[name].start(STARTUP_TIMEOUT_S)
+                say(f"{name} running ({time.monotonic() - started:.0f}s)")
+            probes.start()
+            clock = time.monotonic()
+            last = (0.0, sum(topic_end(consumer, scratch.kafka_topic, scratch.kafka_topic_partitions).values()))
+            last_check = 0
+            for minute in range(1, minutes + 1):
+                for name, process in ours.items():
+                    if process.pid() is None:
+                        raise RuntimeError(f"the soak's {name} exited; its log: {process.log_file}")
+                time.sleep(max(0.0, clock + minute * 60.0 - time.monotonic()))
+                sample = _sample(minute, time.monotonic() - clock, scratch, consumer, probes, ours, stack, last)
+                last = (sample.elapsed_s, sample.events)
+                notes = []
+                if optimizing is not None and optimizing[0].poll() is not None:
+                    if optimizing[0].returncode != 0:
+                        raise RuntimeError(f"clickrec optimize failed; see {run_dir / 'optimize.log'}")
+                    notes.append(f"compaction done in {time.monotonic() - optimizing[1]:.0f}s")
+                    optimizing = None
+                if optimize_every and optimizing is None and minute - last_check >= optimize_every:
+                    last_check = minute
+                    optimizing = _start_optimize_when_due(scratch, env, run_dir, stream_process.nice)
+                    notes.append("compaction started" if optimizing else "no compaction due")
+                sample.optimized = "; ".join(notes)
+                report.samples.append(sample)
+                on_sample(sample)
+            if optimizing is not None:
+                optimizing[0].wait(900)
+        finally:
+            if optimizing is not None and optimizing[0].poll() is None:
+                os.killpg(optimizing[0].pid, signal.SIGTERM)
+                optimizing[0].wait(60)
+            for process in ours.values():
+                process.stop(timeout_s=60)
+            probes.stop.set()
+            if probes.is_alive():
+                probes.join(timeout=40)
+            consumer.close()
+    report.trends = judge(report, rate, scratch.stream_ingest_trigger_seconds, bounds)
+    return report
+
+
+def _start_optimize_when_due(settings: Settings, env: dict[str, str], run_dir: Path, nice: int
+                             ) -> tuple[subprocess.Popen, float] | None:
+    """What the maintenance schedule does at a tick: start a compaction (`clickrec optimize`, at the batch
+    niceness, as the Dagster daemon's run would be) when a table has enough small files; None otherwise."""
+    found = small_files(settings)
+    if not any(n >= settings.optimize_min_small_files for n in found.values()):
+        return None
+    argv = (["nice", "-n", str(nice)] if nice else []) + [sys.executable, "-m", "clickrec_platform.cli", "optimize"]
+    with (run_dir / "optimize.log").open("ab") as log:
+        process = subprocess.Popen(argv, env={**os.environ, **env}, cwd=PROJECT_ROOT, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    return process, time.monotonic()
+
+
+def _sample(minute: int, elapsed_s: float, settings: Settings, consumer: Consumer, probes: Probes,
+            ours: dict[str, ManagedProcess], stack: dict, last: tuple[float, int]) -> Sample:
+    ends = topic_end(consumer, settings.kafka_topic, settings.kafka_topic_partitions)
+    events = sum(ends.values())
+    with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
+        stored = {p.partition: p.next_offset for p in progress(conn, settings.speed_consumer_group,
+                                                                settings.kafka_topic, settings.gold_schema)}
+    committed = stream_committed_offsets(settings)
+    lag = {"speed layer": sum(max(0, end - stored.get(p, 0)) for p, end in ends.items()),
+           "stream job": None if committed is None else sum(max(0, end - committed.get(p, 0))
+                                                            for p, end in ends.items())}
+    latencies, timeouts = probes.take()
+    ranked = sorted(latencies) + [float("inf")] * timeouts
+    p95 = ranked[max(0, int(np.ceil(0.95 * len(ranked))) - 1)] * 1000 if ranked else None
+    memory = {name: tree_memory_mb(process.pid()) for name, process in ours.items()}
+    memory |= {name: tree_memory_mb(service.process().pid()) for name, service in stack.items()}
+    files = {}
+    for table in FILE_TABLES:
+        found = active_files(settings, table)
+        files[table.key] = None if found is None else len(found)
+    return Sample(minute, elapsed_s, events, (events - last[1]) / max(elapsed_s - last[0], 1e-9),
+                  {k: v for k, v in memory.items() if v is not None}, lag, p95, len(latencies), timeouts, files)
+
+
+def judge(report: SoakReport, rate: float, ingest_trigger_s: float, bounds: Bounds) -> list[Trend]:
+    after = [s for s in report.samples if s.minute > report.warmup_minutes]
+    judged = len(after) >= bounds.min_trend_samples
+    minutes = [s.minute for s in after]
+    trends: list[Trend] = []
+
+    def trend(series: str, values: list[float | None], unit: str, slope_bound: float, bound_text: str,
+              level_ok: bool = True, level: str = "") -> None:
+        """A series' slope; ok when its level (every minute) and, given enough samples, its slope are within
+        bounds; None (not judged) when only the slope could fail and there are too few samples for it."""
+        points = [(m, v) for m, v in zip(minutes, values, strict=True) if v is not None]
+        slope = slope_per_hour([m for m, _ in points], [v for _, v in points])
+        if not points:
+            ok = None
+        elif not level_ok:
+            ok = False
+        else:
+            ok = (slope <= slope_bound) if judged else None
+        trends.append(Trend(series, slope, unit, bound_text, ok, level))
+
+    names = sorted({name for s in after for name in s.memory_mb})
+    for name in names:
+        values = [s.memory_mb.get(name) for s in after]
+        mean = statistics.fmean(v for v in values if v is not None) if any(v is not None for v in values) else 0
+        limit = max(bounds.memory_mb_per_hour, bounds.memory_share_per_hour * mean)
+        trend(f"memory {name}", values, "MB", limit, f"≤ {limit:,.0f} MB/h", level=f"mean {mean:,.0f} MB")
+    speed_max = max((s.lag["speed layer"] or 0 for s in after), default=0)
+    stream_max = max((s.lag["stream job"] or 0 for s in after), default=0)
+    speed_limit = bounds.speed_lag_traffic_seconds * rate
+    stream_limit = (ingest_trigger_s + bounds.stream_lag_extra_seconds) * rate
+    lag_slope = bounds.lag_traffic_seconds_per_hour * rate
+    trend("lag speed layer", [s.lag["speed layer"] for s in after], "records", lag_slope,
+          f"≤ {lag_slope:,.0f}/h; every minute ≤ {speed_limit:,.0f}", speed_max <= speed_limit, f"max {speed_max:,}")
+    trend("lag stream job", [s.lag["stream job"] for s in after], "records", lag_slope,
+          f"≤ {lag_slope:,.0f}/h; every minute ≤ {stream_limit:,.0f}", stream_max <= stream_limit,
+          f"max {stream_max:,}")
+    p95s = [s.p95_ms for s in after]
+    worst = max((p for p in p95s if p is not None), default=float("nan"))
+    trend("produce→Postgres p95", p95s, "ms", bounds.p95_ms_per_hour,
+          f"≤ {bounds.p95_ms_per_hour:,.0f} ms/h; every minute ≤ {bounds.p95_ms:,.0f} ms",
+          all(p is not None and p <= bounds.p95_ms for p in p95s), f"max {worst:,.0f} ms")
+    for table in FILE_TABLES:
+        values = [s.files.get(table.key) for s in after]
+        top = max((v for v in values if v is not None), default=0)
+        trend(f"files {table.key}", values, "files", bounds.files_per_hour, f"≤ {bounds.files_per_hour:,.0f}/h",
+              level=f"max {top:,}")
+    if not judged:
+        report.notes.append(f"{len(after)} sample(s) after the {report.warmup_minutes}-minute warm-up: too few "
+                            f"(< {bounds.min_trend_samples}) to judge a trend; only the levels were held to bounds")
+    return trends
+
+
+# The traffic process -----------------------------------------------------------------------------------------
+
+def traffic_main(argv: list[str]) -> None:
+    """`python -m clickrec_platform.benchmarks.soak traffic --rate R --minutes M`: generated events stamped when
+    sent, at a steady rate, to the settings' topic, until SIGTERM or M minutes."""
+    import argparse
+
+    from clickrec_platform.benchmarks.live_path import produce_live
+    from clickrec_platform.settings import get_settings
+
+    parser = argparse.ArgumentParser(prog="soak traffic")
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--minutes", type=float, required=True)
+    args = parser.parse_args(argv)
+    stop, delivered = threading.Event(), []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threading.Timer(args.minutes * 60, stop.set).start()
+    produce_live(get_settings(), args.rate, stop, delivered, seconds=args.minutes * 60)
+    print(f"delivered {delivered[0] if delivered else 0}", flush=True)
+    os._exit(0)  # the timer thread need not be waited for
+
+
+def sample_header(sample: Sample) -> str:
+    memory = " ".join(f"{name[:12]:>12}" for name in sample.memory_mb)
+    files = " ".join(f"{key.split('.')[-1][:10]:>10}" for key in sample.files)
+    return (f"{'min':>3} {'ev/s':>6} {'lag spd':>7} {'lag str':>7} {'p95 ms':>7} {'probes':>6} | MB: {memory} | "
+            f"files: {files}")
+
+
+def sample_line(sample: Sample) -> str:
+    memory = " ".join(f"{v:>12,.0f}" for v in sample.memory_mb.values())
+    files = " ".join(f"{'-' if v is None else v:>10}" for v in sample.files.values())
+    lag = {k: "-" if v is None else f"{v:,}" for k, v in sample.lag.items()}
+    p95 = "-" if sample.p95_ms is None else ("timeout" if sample.p95_ms == float("inf") else f"{sample.p95_ms:,.0f}")
+    return (f"{sample.minute:>3} {sample.events_per_s:>6,.0f} {lag['speed layer']:>7} {lag['stream job']:>7} "
+            f"{p95:>7} {sample.probes:>6} | MB: {memory} | files: {files}"
+            + (f"  ({sample.optimized})" if sample.optimized else ""))
+
+
+def report_lines(report: SoakReport) -> Iterator[str]:
+    yield f"trend per hour (least squares over the minutes after a {report.warmup_minutes}-minute warm-up):"
+    yield f"{'series':<34} {'slope/h':>12} {'level':>18}  {'bound':<40} {'':>4}"
+    for t in report.trends:
+        verdict = {True: "ok", False: "FAIL", None: "-"}[t.ok]
+        yield f"{t.series:<34} {t.slope_per_hour:>+10,.1f} {t.unit:<5} {t.level:>14}  {t.bound:<40} {verdict:>4}"
+    yield from report.notes
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["traffic"]:
+        traffic_main(sys.argv[2:])
