@@ -695,16 +695,24 @@ def bench_api(
                     ] = None,
     session_model: Annotated[bool, typer.Option(help="Register a session champion (V-SKNN) the workers load "
                                                      "and blend in.")] = True,
+    with_live_traffic: Annotated[bool, typer.Option(
+        help="Then measure the same endpoints again while the demo's live traffic runs (a live producer, the "
+             "speed layer and the continuous stream job, started as the stack starts them), side by side.")] = False,
+    live_rate: Annotated[float, typer.Option(
+        help="Events/s of that live traffic (default: the demo's live producer at its evening peak).")] = 200.0,
+    batch_nice: Annotated[int | None, typer.Option(
+        help="Niceness of the stream job for this run (default CLICKREC_BATCH_NICE; 0 to compare).")] = None,
 ) -> None:
     """Load-test the API with wrk on loopback, against generated data in a scratch schema:
-    requests/s and p50/p95/p99 per endpoint."""
-    from clickrec_platform.benchmarks.api import run_api_benchmark
+    requests/s and p50/p95/p99 per endpoint; with --with-live-traffic, also beside live traffic."""
+    from clickrec_platform.benchmarks.api import LiveTrafficOptions, run_api_benchmark
 
     settings = get_settings()
+    live = LiveTrafficOptions(rate=live_rate, batch_nice=batch_nice) if with_live_traffic else None
     try:
         for line in run_api_benchmark(settings, visitors=visitors, items=items, duration_s=duration,
                                       connections=connections, workers=workers or settings.api_workers,
-                                      only=only, session_model=session_model):
+                                      only=only, session_model=session_model, live=live):
             console.print(line, highlight=False, soft_wrap=True)
     except RuntimeError as exc:
         raise _fail(str(exc)) from exc

@@ -22,14 +22,12 @@ to the bounds in ``Bounds``; a run fails when one is exceeded.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -38,10 +36,9 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-from confluent_kafka import Consumer, Producer, TopicPartition
-from psycopg import sql
+from confluent_kafka import Consumer, TopicPartition
 
-from clickrec_platform.benchmarks.live_path import send_probe
+from clickrec_platform.benchmarks.traffic import Probes, live_traffic, stream_committed_offsets
 from clickrec_platform.lake.maintenance import active_files, small_files
 from clickrec_platform.lake.tables import (
     BRONZE_CLICKSTREAM,
@@ -55,9 +52,8 @@ from clickrec_platform.lake.tables import (
 from clickrec_platform.settings import PROJECT_ROOT, Settings
 from clickrec_platform.speed.offsets import progress
 from clickrec_platform.stack import services
-from clickrec_platform.stack.live_traffic import SpeedLayerService, StreamJobService
 from clickrec_platform.stack.process import ManagedProcess
-from clickrec_platform.stack.scratch import ISOLATED_FIELDS, scratch_settings
+from clickrec_platform.stack.scratch import scratch_settings
 
 FILE_TABLES = (BRONZE_CLICKSTREAM, SILVER_EVENTS, SILVER_QUARANTINE, OPS_STREAM_BATCHES, GOLD_WINDOWED_STATS,
                GOLD_TRENDING_ITEMS, GOLD_EVENT_STATISTICS)
@@ -163,133 +159,30 @@ def topic_end(consumer: Consumer, topic: str, partitions: int) -> dict[int, int]
     return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
 
 
-def stream_committed_offsets(settings: Settings) -> dict[int, int] | None:
-    """Next offsets of the stream job's last committed ingest batch, from its checkpoint (None before one)."""
-    from spark_jobs.clickstream_stream import checkpoint
-
-    root = Path(checkpoint(settings, "ingest"))
-    commits = sorted((int(p.name) for p in (root / "commits").glob("[0-9]*")), reverse=True)
-    for batch in commits:
-        try:
-            lines = (root / "offsets" / str(batch)).read_text().splitlines()
-        except OSError:
-            continue
-        offsets = json.loads(lines[-1]).get(settings.kafka_topic, {})
-        return {int(p): int(o) for p, o in offsets.items()}
-    return None
-
-
-class Probes(threading.Thread):
-    """A probe event every ``PROBE_EVERY_S``, timed from Kafka's acknowledgement until visible in Postgres."""
-
-    def __init__(self, settings: Settings, timeout_s: float = 30.0):
-        super().__init__(daemon=True, name="soak-probes")
-        self.settings, self.timeout_s = settings, timeout_s
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.latencies: list[float] = []
-        self.timeouts = 0
-        self.visitor = 9_100_000_000_000
-
-    def take(self) -> tuple[list[float], int]:
-        with self.lock:
-            taken, timeouts = self.latencies, self.timeouts
-            self.latencies, self.timeouts = [], 0
-        return taken, timeouts
-
-    def run(self) -> None:
-        producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap_servers, "acks": "all",
-                             "enable.idempotence": True, "linger.ms": 0})
-        query = sql.SQL("SELECT 1 FROM {} WHERE visitor_id = %s").format(
-            sql.Identifier(self.settings.gold_schema, "user_recent_items"))
-        with psycopg.connect(self.settings.postgres_dsn(), autocommit=True) as conn:
-            while not self.stop.is_set():
-                started = time.monotonic()
-                self.visitor += 1
-                send_probe(producer, self.settings.kafka_topic, self.visitor)
-                sent = time.perf_counter()
-                while True:
-                    if conn.execute(query, (self.visitor,)).fetchone():
-                        with self.lock:
-                            self.latencies.append(time.perf_counter() - sent)
-                        break
-                    if time.perf_counter() - sent > self.timeout_s:
-                        with self.lock:
-                            self.timeouts += 1
-                        break
-                    time.sleep(0.005)
-                self.stop.wait(max(0.0, PROBE_EVERY_S - (time.monotonic() - started)))
-
-
 # The run ------------------------------------------------------------------------------------------------------
-
-def _process(name: str, argv: list[str], run_dir: Path, env: dict[str, str], ready: Callable[[], bool],
-             nice: int = 0, marker: str = "") -> ManagedProcess:
-    return ManagedProcess(name=name, argv=argv, state_dir=run_dir, ready=ready, env=lambda: env, cwd=PROJECT_ROOT,
-                          cmdline_marker=marker, nice=nice)
-
-
-def _answers(url: str) -> bool:
-    import httpx
-
-    return httpx.get(url, timeout=2).status_code == 200
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _environment(settings: Settings) -> dict[str, str]:
-    return settings.as_environment(*ISOLATED_FIELDS, "stream_metrics_port", "speed_metrics_port")
-
 
 def run_soak(settings: Settings, minutes: int, rate: float, optimize_every: int = 10,
              bounds: Bounds = Bounds(), warmup_minutes: int | None = None,
              on_sample: Callable[[Sample], None] = lambda _s: None,
              say: Callable[[str], None] = lambda _line: None) -> SoakReport:
     report = SoakReport(warmup_minutes=min(5, minutes // 3) if warmup_minutes is None else warmup_minutes)
-    with scratch_settings(settings, "soak") as scratch, tempfile.TemporaryDirectory(prefix="clickrec-soak-") as run:
+    with scratch_settings(settings, "soak") as scratch, tempfile.TemporaryDirectory(prefix="clickrec-soak-") as run, \
+            live_traffic(scratch, rate, minutes + 15, Path(run), say) as traffic:
         run_dir = Path(run)
-        scratch = scratch.model_copy(update={"stream_metrics_port": _free_port(), "speed_metrics_port": _free_port()})
-        env = _environment(scratch)
-        stream_service, speed_service = StreamJobService(scratch), SpeedLayerService(scratch)  # their commands
-        stream_process = stream_service.launch_process()
-        speed_process = speed_service.launch_process()
-        ours = {
-            "traffic": _process("traffic", [sys.executable, "-m", "clickrec_platform.benchmarks.soak", "traffic",
-                                            "--rate", f"{rate:g}", "--minutes", str(minutes + 15)],
-                                run_dir, env, ready=lambda: True, marker="benchmarks.soak"),
-            "speed layer": _process("speed", list(speed_process.argv), run_dir, env, nice=speed_process.nice,
-                                    ready=lambda: _answers(speed_service.url), marker="speed"),
-            "stream job": _process("stream", list(stream_process.argv), run_dir, env, nice=stream_process.nice,
-                                   ready=lambda: stream_committed_offsets(scratch) is not None, marker="stream"),
-        }
-        say(f"scratch namespace: topic {scratch.kafka_topic}, schema {scratch.gold_schema}, lake {scratch.lake_uri}; "
-            f"stream job at nice {stream_process.nice}, local Spark on {scratch.stream_continuous_cores} core(s) "
-            f"in continuous mode; traffic {rate:g} events/s")
         stack = {s.name: s for s in services(settings) if s.managed}
-        probes = Probes(scratch)
+        probes = Probes(traffic.settings)
         consumer = Consumer({"bootstrap.servers": scratch.kafka_bootstrap_servers, "group.id": f"soak-{uuid.uuid4()}"})
         optimizing: tuple[subprocess.Popen, float] | None = None
         try:
-            started = time.monotonic()
-            for name in ("speed layer", "traffic", "stream job"):  # the stream job is ready at its first commit
-                ours[name].start(STARTUP_TIMEOUT_S)
-                say(f"{name} running ({time.monotonic() - started:.0f}s)")
             probes.start()
             clock = time.monotonic()
             last = (0.0, sum(topic_end(consumer, scratch.kafka_topic, scratch.kafka_topic_partitions).values()))
             last_check = 0
             for minute in range(1, minutes + 1):
-                for name, process in ours.items():
-                    if process.pid() is None:
-                        raise RuntimeError(f"the soak's {name} exited; its log: {process.log_file}")
+                traffic.check_running()
                 time.sleep(max(0.0, clock + minute * 60.0 - time.monotonic()))
-                sample = _sample(minute, time.monotonic() - clock, scratch, consumer, probes, ours, stack, last)
+                sample = _sample(minute, time.monotonic() - clock, scratch, consumer, probes, traffic.processes,
+                                 stack, last)
                 last = (sample.elapsed_s, sample.events)
                 notes = []
                 if optimizing is not None and optimizing[0].poll() is not None:
@@ -299,7 +192,7 @@ def run_soak(settings: Settings, minutes: int, rate: float, optimize_every: int 
                     optimizing = None
                 if optimize_every and optimizing is None and minute - last_check >= optimize_every:
                     last_check = minute
-                    optimizing = _start_optimize_when_due(scratch, env, run_dir, stream_process.nice)
+                    optimizing = _start_optimize_when_due(scratch, traffic.environment, run_dir, traffic.stream_nice)
                     notes.append("compaction started" if optimizing else "no compaction due")
                 sample.optimized = "; ".join(notes)
                 report.samples.append(sample)
@@ -310,8 +203,6 @@ def run_soak(settings: Settings, minutes: int, rate: float, optimize_every: int 
             if optimizing is not None and optimizing[0].poll() is None:
                 os.killpg(optimizing[0].pid, signal.SIGTERM)
                 optimizing[0].wait(60)
-            for process in ours.values():
-                process.stop(timeout_s=60)
             probes.stop.set()
             if probes.is_alive():
                 probes.join(timeout=40)
@@ -410,29 +301,6 @@ def judge(report: SoakReport, rate: float, ingest_trigger_s: float, bounds: Boun
     return trends
 
 
-# The traffic process -----------------------------------------------------------------------------------------
-
-def traffic_main(argv: list[str]) -> None:
-    """`python -m clickrec_platform.benchmarks.soak traffic --rate R --minutes M`: generated events stamped when
-    sent, at a steady rate, to the settings' topic, until SIGTERM or M minutes."""
-    import argparse
-
-    from clickrec_platform.benchmarks.live_path import produce_live
-    from clickrec_platform.settings import get_settings
-
-    parser = argparse.ArgumentParser(prog="soak traffic")
-    parser.add_argument("--rate", type=float, required=True)
-    parser.add_argument("--minutes", type=float, required=True)
-    args = parser.parse_args(argv)
-    stop, delivered = threading.Event(), []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    threading.Timer(args.minutes * 60, stop.set).start()
-    produce_live(get_settings(), args.rate, stop, delivered, seconds=args.minutes * 60)
-    print(f"delivered {delivered[0] if delivered else 0}", flush=True)
-    os._exit(0)  # the timer thread need not be waited for
-
-
 def sample_header(sample: Sample) -> str:
     memory = " ".join(f"{name[:12]:>12}" for name in sample.memory_mb)
     files = " ".join(f"{key.split('.')[-1][:10]:>10}" for key in sample.files)
@@ -458,7 +326,3 @@ def report_lines(report: SoakReport) -> Iterator[str]:
         yield f"{t.series:<34} {t.slope_per_hour:>+10,.1f} {t.unit:<5} {t.level:>14}  {t.bound:<40} {verdict:>4}"
     yield from report.notes
 
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["traffic"]:
-        traffic_main(sys.argv[2:])
