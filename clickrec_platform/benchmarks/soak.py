@@ -148,22 +148,28 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-def tree_memory_mb(pid: int | None) -> float | None:
+def tree_memory_mb(pid: int | None, reads: int = 3, interval_s: float = 0.2) -> float | None:
     """Anonymous resident memory (``RssAnon``: heaps, a JVM's included) of a process and its descendants, in MB;
     None when it does not run. Shared memory (Postgres's shared buffers, which fill up to their configured size)
-    and mapped files are left out: what a leak grows is the anonymous part."""
+    and mapped files are left out: what a leak grows is the anonymous part. The least of a few reads: a child
+    caught between fork and exec (a JVM spawning a helper) reports its parent's memory as its own."""
     if pid is None:
         return None
-    total_kb = 0
-    for proc in _tree(pid):
-        try:
-            for line in Path(f"/proc/{proc}/status").read_text().splitlines():
-                if line.startswith("RssAnon:"):
-                    total_kb += int(line.split()[1])
-                    break
-        except (OSError, ValueError):
-            continue
-    return total_kb / 1024
+    totals = []
+    for read in range(reads):
+        if read:
+            time.sleep(interval_s)
+        total_kb = 0
+        for proc in _tree(pid):
+            try:
+                for line in Path(f"/proc/{proc}/status").read_text().splitlines():
+                    if line.startswith("RssAnon:"):
+                        total_kb += int(line.split()[1])
+                        break
+            except (OSError, ValueError):
+                continue
+        totals.append(total_kb / 1024)
+    return min(totals)
 
 
 def topic_end(consumer: Consumer, topic: str, partitions: int) -> dict[int, int]:
