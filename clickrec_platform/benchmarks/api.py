@@ -364,7 +364,7 @@ def _with_live_traffic(scratch: Settings, live: LiveTrafficOptions, url: str, en
                        connections: int, quiet: dict[str, dict[str, float]], header: str) -> Iterator[str]:
     """The same endpoints while the demo's live traffic runs: traffic at ``live.rate``, the speed layer and the
     continuous stream job (as the stack starts them), with probes timing produce → Postgres meanwhile."""
-    from clickrec_platform.benchmarks.traffic import Probes, ingest_batches_since, live_traffic
+    from clickrec_platform.benchmarks.traffic import Probes, ingest_batches_since, live_traffic, stream_lag
 
     if live.batch_nice is not None:
         scratch = scratch.model_copy(update={"batch_nice": live.batch_nice})
@@ -384,6 +384,7 @@ def _with_live_traffic(scratch: Settings, live: LiveTrafficOptions, url: str, en
             probes.join(timeout=60)
         latencies, timeouts = probes.take()
         batches = ingest_batches_since(traffic.settings, started_at)
+        behind = stream_lag(traffic.settings)
     yield f"with live traffic (load average before {before}, after {_load_average()}):"
     yield header
     for name, r in loaded.items():
@@ -399,8 +400,9 @@ def _with_live_traffic(scratch: Settings, live: LiveTrafficOptions, url: str, en
         yield (f"live path while loaded: {len(ranked)} probes, produce → visible in Postgres p50 "
                f"{statistics.median(ranked) * 1000:,.0f} ms, p95 {p95 * 1000:,.0f} ms, max {ranked[-1] * 1000:,.0f} ms"
                f"{f', {timeouts} timed out (30 s)' if timeouts else ''}")
-    if batches:
-        seconds = sorted(b[1] for b in batches)
-        yield (f"stream job while loaded: {len(batches)} ingest micro-batches ({sum(b[0] for b in batches):,} "
-               f"records), each {min(seconds):.1f}–{max(seconds):.1f}s (trigger every "
-               f"{scratch.stream_ingest_trigger_seconds:g}s), nice {traffic.stream_nice}")
+    seconds = sorted(b[1] for b in batches)
+    yield (f"stream job while loaded (nice {traffic.stream_nice}, ingest trigger every "
+           f"{scratch.stream_ingest_trigger_seconds:g}s): {len(batches)} ingest micro-batches started and committed "
+           f"({sum(b[0] for b in batches):,} records" + (f", each {min(seconds):.1f}–{max(seconds):.1f}s" if seconds
+                                                       else "") +
+           f"); at the end {behind:,} records behind the topic's end ({behind / live.rate:.0f}s of traffic)")

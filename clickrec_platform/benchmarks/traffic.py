@@ -50,6 +50,20 @@ def stream_committed_offsets(settings: Settings) -> dict[int, int] | None:
     return None
 
 
+def stream_lag(settings: Settings) -> int:
+    """Records on the topic beyond the stream job's last committed ingest batch (all of them before one)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "clickrec-bench-lag"})
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(settings.kafka_topic, p), timeout=10)[1]
+                for p in range(settings.kafka_topic_partitions)}
+    finally:
+        consumer.close()
+    committed = stream_committed_offsets(settings) or {}
+    return sum(max(0, end - committed.get(p, 0)) for p, end in ends.items())
+
+
 def ingest_batches_since(settings: Settings, since_epoch_s: float) -> list[tuple[int, float]]:
     """(records, seconds) of the stream job's ingest micro-batches that started after ``since_epoch_s``, as the
     job booked them in ops.stream_batches (read through delta-rs)."""
