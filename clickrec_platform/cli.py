@@ -487,7 +487,8 @@ def one_line_error(exc: BaseException) -> str:
 def optimize(
     vacuum_hours: Annotated[int | None, typer.Option(help="Also VACUUM files older than this many hours.")] = None,
 ) -> None:
-    """Compact the small files streaming leaves in bronze and silver (Delta OPTIMIZE)."""
+    """Compact the small files streaming leaves in bronze, silver, quarantine and ops.stream_batches (Delta
+    OPTIMIZE); the Dagster schedule `optimize_lake_every_30_minutes` runs the same when they need it."""
     from clickrec_platform.lake.maintenance import compact
 
     for line in compact(get_settings(), vacuum_hours=vacuum_hours):
@@ -584,6 +585,46 @@ def bench_speed(
         console.print(line, highlight=False)
 
 
+@bench.command("soak")
+def bench_soak(
+    minutes: Annotated[int, typer.Option(help="How long to run, sampling once a minute.")] = 30,
+    rate: Annotated[float, typer.Option(help="Live traffic, events/s (each stamped when sent).")] = 300.0,
+    optimize_every: Annotated[int, typer.Option(
+        help="Minutes between the maintenance schedule's checks (compaction when due); 0: never.")] = 10,
+    warmup: Annotated[int | None, typer.Option(
+        help="Minutes left out of the trends (default: a third of the run, at most 5).")] = None,
+) -> None:
+    """Live traffic against the continuous stream job and the speed layer (a scratch namespace): memory of every
+    service, Kafka lag, produce → Postgres p95 and Delta file counts once a minute, then each one's trend;
+    exit 1 when one grows beyond its bound."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from clickrec_platform.benchmarks.soak import Bounds, report_lines, run_soak, sample_header, sample_line
+
+    header_shown = []
+    with Progress(TextColumn("soak"), BarColumn(), TextColumn("{task.completed}/{task.total} min"),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("soak", total=minutes)
+
+        def on_sample(sample) -> None:
+            if not header_shown:
+                bar.console.print(sample_header(sample), highlight=False, soft_wrap=True)
+                header_shown.append(True)
+            bar.console.print(sample_line(sample), highlight=False, soft_wrap=True)
+            bar.advance(task)
+
+        try:
+            report = run_soak(get_settings(), minutes, rate, optimize_every=optimize_every, bounds=Bounds(),
+                              warmup_minutes=warmup, on_sample=on_sample,
+                              say=lambda line: bar.console.print(line, highlight=False, soft_wrap=True))
+        except RuntimeError as exc:
+            raise _fail(str(exc)) from exc
+    for line in report_lines(report):
+        console.print(line, highlight=False, soft_wrap=True)
+    if report.failed:
+        raise _fail("growth beyond its bound: " + ", ".join(t.series for t in report.failed))
+
+
 @bench.command("graph")
 def bench_graph(
     events: Annotated[int, typer.Option(help="Generated events (RetailRocket has 2.76M).")] = 2_760_000,
@@ -668,16 +709,24 @@ def bench_api(
                     ] = None,
     session_model: Annotated[bool, typer.Option(help="Register a session champion (V-SKNN) the workers load "
                                                      "and blend in.")] = True,
+    with_live_traffic: Annotated[bool, typer.Option(
+        help="Then measure the same endpoints again while the demo's live traffic runs (a live producer, the "
+             "speed layer and the continuous stream job, started as the stack starts them), side by side.")] = False,
+    live_rate: Annotated[float, typer.Option(
+        help="Events/s of that live traffic (default: the demo's live producer at its evening peak).")] = 200.0,
+    batch_nice: Annotated[int | None, typer.Option(
+        help="Niceness of the stream job for this run (default CLICKREC_BATCH_NICE; 0 to compare).")] = None,
 ) -> None:
     """Load-test the API with wrk on loopback, against generated data in a scratch schema:
-    requests/s and p50/p95/p99 per endpoint."""
-    from clickrec_platform.benchmarks.api import run_api_benchmark
+    requests/s and p50/p95/p99 per endpoint; with --with-live-traffic, also beside live traffic."""
+    from clickrec_platform.benchmarks.api import LiveTrafficOptions, run_api_benchmark
 
     settings = get_settings()
+    live = LiveTrafficOptions(rate=live_rate, batch_nice=batch_nice) if with_live_traffic else None
     try:
         for line in run_api_benchmark(settings, visitors=visitors, items=items, duration_s=duration,
                                       connections=connections, workers=workers or settings.api_workers,
-                                      only=only, session_model=session_model):
+                                      only=only, session_model=session_model, live=live):
             console.print(line, highlight=False, soft_wrap=True)
     except RuntimeError as exc:
         raise _fail(str(exc)) from exc

@@ -145,6 +145,18 @@ class Settings(BaseSettings):
     # The Spark job's own live query (Kafka → live tables every `stream_trigger_seconds`): off, as the
     # speed layer keeps the live tables; on for a side-by-side benchmark or a deployment without it.
     stream_live_query: bool = False
+    # Task threads of a local Spark master (`local[*]`, `local[N]`) in continuous mode: the job only keeps up
+    # with live traffic there, and every core it leaves is one the interactive services (API, Postgres) get.
+    # None: the master as set. Catch-up runs (`--available-now`) and cluster masters are left alone.
+    stream_continuous_cores: int | None = 1
+    # If Postgres is unreachable when a micro-batch writes to it (a restart, a failover), the batch waits and
+    # tries again for this long before the job fails: its Postgres writes are idempotent per batch id.
+    stream_postgres_outage_s: float = 300.0
+    # Lake maintenance (the Dagster schedule `optimize_lake_every_30_minutes`): compact a table once it has
+    # this many small files (files of a partition that holds more than one); VACUUM daily what no version
+    # of the last this-many hours reads.
+    optimize_min_small_files: int = 20
+    optimize_vacuum_hours: int = 168
 
     # Speed layer (`clickrec speed`, clickrec_platform/speed/): Kafka → Postgres live tables, offsets in Postgres.
     speed_consumer_group: str = "clickrec-speed-layer"
@@ -240,6 +252,12 @@ class Settings(BaseSettings):
                                    "dashboard", "prometheus", "spark", "s3proxy"]
     # How long `clickrec up` waits for each service to become ready.
     startup_timeout_s: float = 180.0
+    # Scheduling priority (niceness, 0-19) of what the local stack starts as batch work: the stream job
+    # and the Dagster daemon (whose code server and run workers, training included, inherit it). The
+    # interactive services (API, dashboard, Postgres, Kafka, the speed layer) keep 0, so batch work yields the
+    # CPU to them. 0: no difference.
+    batch_nice: int = Field(default=10, ge=0, le=19)
+    batch_services: list[str] = ["stream", "dagster-daemon"]
 
     @model_validator(mode="after")
     def _apply_topology(self) -> Settings:

@@ -155,10 +155,24 @@ def run(settings: Settings, options: StreamOptions, spark: SparkSession | None =
         raise
 
 
+def spark_master(settings: Settings, options: StreamOptions) -> str:
+    """The master the job runs on: in continuous mode a local master gets ``stream_continuous_cores``
+    task threads (keeping up with live traffic needs few, and the interactive services want the rest);
+    catch-up runs and cluster masters as set."""
+    master, cores = settings.spark_master, settings.stream_continuous_cores
+    if options.available_now or cores is None or not re.fullmatch(r"local(\[(\*|\d+)(,\s*\d+)?\])?", master):
+        return master
+    retries = re.search(r",\s*(\d+)\]$", master)  # local[N, F]: F task failures allowed, kept
+    return f"local[{cores},{retries.group(1)}]" if retries else f"local[{cores}]"
+
+
 def _run(settings: Settings, options: StreamOptions, spark: SparkSession | None,
          stop: threading.Event | None, metrics: StreamMetrics | None) -> dict[str, float]:
-    spark = spark or spark_session(settings, app_name="clickrec-stream", **{
-        "spark.scheduler.mode": "FAIR", "spark.scheduler.allocation.file": str(FAIR_POOLS)})
+    if spark is None:
+        master = spark_master(settings, options)
+        log.info("Spark master %s (%s mode)", master, "catch-up" if options.available_now else "continuous")
+        spark = spark_session(settings.model_copy(update={"spark_master": master}), app_name="clickrec-stream", **{
+            "spark.scheduler.mode": "FAIR", "spark.scheduler.allocation.file": str(FAIR_POOLS)})
     prepare(spark, settings)
     listener = metrics.listener() if metrics else None
     if listener:

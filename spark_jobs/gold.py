@@ -40,6 +40,7 @@ from clickrec_platform.serving.live_tables import (
     add_event_statistics_once,
     replace_windows,
 )
+from clickrec_platform.serving.retry import write_with_retry
 from clickrec_platform.settings import Settings
 from spark_jobs.batch import StageTimer, idempotent_dml, in_pool
 from spark_jobs.live import latest_items, live_events
@@ -223,12 +224,16 @@ class GoldBatch:
                 if self.catch_up:  # only events of the live span go to live_clickstream_events
                     events = live_events(rows.where(F.col("ts") >= int(horizon.timestamp() * 1000)))
                     recent = latest_items(rows, settings.recent_items_per_visitor).toArrow()
-            with timer.stage("postgres"), psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
+
+            def post(conn: psycopg.Connection) -> None:  # idempotent as a whole: run again after an outage
                 touched.post(conn, settings, stats, trending, before=None if self.catch_up else horizon)
                 add_event_statistics_once(conn, f"{settings.stream_app_id}:gold:event_statistics", batch_id,
                                           increments.drop("updated_at").toArrow(), schema=settings.gold_schema)
                 if self.catch_up:
                     post_live_events(conn, settings, events, windows=False, recent_items=recent)
+
+            with timer.stage("postgres"):
+                write_with_retry(settings, post, what=f"gold batch {batch_id}")
             with timer.stage("gold-windows"):
                 merge_replacing(spark, GOLD_WINDOWED_STATS.path(settings), stats, ["window_start", "event"],
                                 "window_start")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 
-import psycopg
 import pyarrow as pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -30,6 +29,7 @@ from pyspark.sql import functions as F
 from clickrec_platform.events.spark_parse import REASON, parse_kafka_values
 from clickrec_platform.serving.live_path import post_live_events
 from clickrec_platform.serving.live_tables import LIVE_EVENT_COLUMNS
+from clickrec_platform.serving.retry import write_with_retry
 from clickrec_platform.settings import Settings
 from spark_jobs.batch import StageTimer, in_pool
 
@@ -67,8 +67,10 @@ class LiveBatch:
             events = live_events(parsed.where(F.col(REASON).isNull()))
         if events.num_rows == 0:
             return
-        with timer.stage("postgres"), psycopg.connect(self.settings.postgres_dsn(), connect_timeout=10) as conn:
-            applied = post_live_events(conn, self.settings, events, windows=True)
+        with timer.stage("postgres"):
+            applied = write_with_retry(self.settings, lambda conn: post_live_events(conn, self.settings, events,
+                                                                                    windows=True),
+                                       what=f"live batch {batch_id}")
         log.info("live batch %d: %d events, %d new in live_clickstream_events, %d visitors, %d + %d windows "
                  "(%.2fs: %s)", batch_id,
                  events.num_rows, applied.inserted, applied.visitors, applied.stats_windows,

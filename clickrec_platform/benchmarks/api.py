@@ -19,11 +19,13 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -250,8 +252,17 @@ def _wait_for_session_model(url: str, timeout_s: float = 120.0) -> None:
     raise RuntimeError(f"the API workers did not load the session model within {timeout_s:.0f}s")
 
 
+@dataclass(frozen=True)
+class LiveTrafficOptions:
+    """`--with-live-traffic`: the endpoints measured again while live traffic runs (see ``benchmarks/traffic.py``)."""
+
+    rate: float = 200.0  # events/s; the demo's live producer at its evening peak (10 × 20 events/s)
+    batch_nice: int | None = None  # the stream job's niceness for this run (None: CLICKREC_BATCH_NICE)
+
+
 def run_api_benchmark(settings: Settings, *, visitors: int, items: int, duration_s: float, connections: int,
-                      workers: int, only: str | None = None, session_model: bool = True) -> Iterator[str]:
+                      workers: int, only: str | None = None, session_model: bool = True,
+                      live: LiveTrafficOptions | None = None) -> Iterator[str]:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: `clickrec setup` (as root) or `apt-get install wrk`")
     with scratch_settings(settings, "benchapi") as scratch:
@@ -265,15 +276,48 @@ def run_api_benchmark(settings: Settings, *, visitors: int, items: int, duration
             with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
                 yield from seed_serving_data(conn, scratch, visitors, items, sessions=sessions)
             yield f"test data ready in {time.monotonic() - started:.1f}s"
-            yield from _load(settings, scratch, visitors, items, duration_s, connections, workers, only, session_model)
+            yield from _load(settings, scratch, visitors, items, duration_s, connections, workers, only, session_model,
+                             live)
         finally:
             if session_model:
                 _remove_session_model(scratch)
 
 
+def _load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _endpoints(visitors: int, items: int, only: str | None) -> list[tuple[str, str, int, int]]:
+    unknown = visitors // 10
+    endpoints = [
+        ("/recommendations/{user_id}", "/recommendations/%d", 1, visitors + unknown),
+        ("/similar-items/{item_id}", "/similar-items/%d", 1, items),
+        ("/trending", "/trending?limit=20&window=1h&r=%d", 1, 1000),
+        ("/popular-products?category=", "/popular-products?limit=20&category=%d", 1, CATEGORIES),
+        ("/user-stats/{user_id}", "/user-stats/%d", 1, visitors),
+        ("/search?q=<category>", "/search?q=%d&limit=20", 1, CATEGORIES),
+    ]
+    return [e for e in endpoints if only is None or only in e[0]]
+
+
+def _measure(url: str, endpoints, duration_s: float, connections: int) -> dict[str, dict[str, float]]:
+    results = {}
+    for name, template, low, high in endpoints:
+        warm = run_wrk(url, template, low, high, 2, connections)  # prepared statements, caches
+        results[name] = run_wrk(url, template, low, high, duration_s, connections)
+        results[name]["requests_with_warmup"] = warm["requests"] + results[name]["requests"]
+    return results
+
+
+def _result_line(name: str, r: dict[str, float]) -> str:
+    return (f"{name:<30} {r['rps']:>8,.0f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+            f"{r['max_ms']:>8.1f} {r['non2xx'] + r['socket_errors']:>8,}")
+
+
 def _load(settings: Settings, scratch: Settings, visitors: int, items: int, duration_s: float, connections: int,
-          workers: int, only: str | None, session_model: bool) -> Iterator[str]:
-    """`clickrec serve` on the scratch schema (and session model), then wrk on each endpoint."""
+          workers: int, only: str | None, session_model: bool, live: LiveTrafficOptions | None) -> Iterator[str]:
+    """`clickrec serve` on the scratch schema (and session model), then wrk on each endpoint; with ``live``, each
+    again while live traffic runs (into the same schema), side by side."""
     host = settings.bind_host
     port = _free_port(host)
     url = f"http://{host}:{port}"
@@ -282,6 +326,8 @@ def _load(settings: Settings, scratch: Settings, visitors: int, items: int, dura
            "CLICKREC_API_SESSION_MODEL_REFRESH_SECONDS": "30" if session_model else "0"}
     log_path = settings.state_dir / "bench-api-server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    endpoints = _endpoints(visitors, items, only)
+    header = f"{'endpoint':<30} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'non-2xx':>8}"
     with log_path.open("wb") as server_log:
         server = subprocess.Popen(
             [sys.executable, "-m", "clickrec_platform.cli", "serve", "--workers", str(workers)],
@@ -292,27 +338,18 @@ def _load(settings: Settings, scratch: Settings, visitors: int, items: int, dura
                 _wait_for_session_model(url)
             yield (f"API: {workers} uvicorn worker(s) on {url}; wrk 1 thread, {connections} connections, "
                    f"{duration_s:.0f}s per endpoint, on the same 2-core machine")
-            unknown = visitors // 10
-            endpoints = [
-                ("/recommendations/{user_id}", "/recommendations/%d", 1, visitors + unknown),
-                ("/similar-items/{item_id}", "/similar-items/%d", 1, items),
-                ("/trending", "/trending?limit=20&window=1h&r=%d", 1, 1000),
-                ("/popular-products?category=", "/popular-products?limit=20&category=%d", 1, CATEGORIES),
-                ("/user-stats/{user_id}", "/user-stats/%d", 1, visitors),
-                ("/search?q=<category>", "/search?q=%d&limit=20", 1, CATEGORIES),
-            ]
-            endpoints = [e for e in endpoints if only is None or only in e[0]]
-            yield f"{'endpoint':<30} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'non-2xx':>8}"
-            sent = 0
-            for name, template, low, high in endpoints:
-                warm = run_wrk(url, template, low, high, 2, connections)  # prepared statements, caches
-                r = run_wrk(url, template, low, high, duration_s, connections)
-                sent += warm["requests"] + r["requests"] if name.startswith("/recommendations") else 0
-                yield (f"{name:<30} {r['rps']:>8,.0f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-                       f"{r['max_ms']:>8.1f} {r['non2xx'] + r['socket_errors']:>8,}")
+            yield f"no live traffic (load average {_load_average()}):"
+            yield header
+            quiet = _measure(url, endpoints, duration_s, connections)
+            for name, r in quiet.items():
+                yield _result_line(name, r)
+            yield f"  (load average after: {_load_average()})"
+            if live is not None:
+                yield from _with_live_traffic(scratch, live, url, endpoints, duration_s, connections, quiet, header)
             counted = _counted(httpx.get(f"{url}/metrics", timeout=5).text, "/recommendations/{user_id}")
+            sent = sum(r["requests_with_warmup"] for n, r in quiet.items() if n.startswith("/recommendations"))
             yield (f"/metrics (all workers) counted {counted:,.0f} answered /recommendations requests; "
-                   f"wrk completed {sent:,}")
+                   f"wrk completed {sent:,} without live traffic" + (" (plus those with it)" if live else ""))
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             try:
@@ -321,3 +358,51 @@ def _load(settings: Settings, scratch: Settings, visitors: int, items: int, dura
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
     yield f"server log: {Path(log_path)}"
+
+
+def _with_live_traffic(scratch: Settings, live: LiveTrafficOptions, url: str, endpoints, duration_s: float,
+                       connections: int, quiet: dict[str, dict[str, float]], header: str) -> Iterator[str]:
+    """The same endpoints while the demo's live traffic runs: traffic at ``live.rate``, the speed layer and the
+    continuous stream job (as the stack starts them), with probes timing produce → Postgres meanwhile."""
+    from clickrec_platform.benchmarks.traffic import Probes, ingest_batches_since, live_traffic, stream_lag
+
+    if live.batch_nice is not None:
+        scratch = scratch.model_copy(update={"batch_nice": live.batch_nice})
+    minutes = len(endpoints) * (duration_s + 2 + 5) / 60 + 20  # the traffic's own deadline: long enough
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="clickrec-benchapi-") as run, \
+            live_traffic(scratch, live.rate, minutes, Path(run), say=lines.append) as traffic:
+        yield from lines
+        probes = Probes(traffic.settings)
+        probes.start()
+        try:
+            started_at, before = time.time(), _load_average()
+            loaded = _measure(url, endpoints, duration_s, connections)
+            traffic.check_running()
+        finally:
+            probes.stop.set()
+            probes.join(timeout=60)
+        latencies, timeouts = probes.take()
+        batches = ingest_batches_since(traffic.settings, started_at)
+        behind = stream_lag(traffic.settings)
+    yield f"with live traffic (load average before {before}, after {_load_average()}):"
+    yield header
+    for name, r in loaded.items():
+        yield _result_line(name, r)
+    yield f"{'side by side':<30} {'req/s':>17} {'p99 ms':>17}"
+    for name, r in loaded.items():
+        q = quiet[name]
+        yield (f"{name:<30} {q['rps']:>7,.0f} → {r['rps']:>7,.0f} {q['p99_ms']:>7.1f} → {r['p99_ms']:>7.1f}"
+               f"  ({r['rps'] / max(q['rps'], 1e-9):.0%} of the throughput)")
+    ranked = sorted(latencies) + [float("inf")] * timeouts
+    if ranked:
+        p95 = ranked[max(0, int(np.ceil(0.95 * len(ranked))) - 1)]
+        yield (f"live path while loaded: {len(ranked)} probes, produce → visible in Postgres p50 "
+               f"{statistics.median(ranked) * 1000:,.0f} ms, p95 {p95 * 1000:,.0f} ms, max {ranked[-1] * 1000:,.0f} ms"
+               f"{f', {timeouts} timed out (30 s)' if timeouts else ''}")
+    seconds = sorted(b[1] for b in batches)
+    yield (f"stream job while loaded (nice {traffic.stream_nice}, ingest trigger every "
+           f"{scratch.stream_ingest_trigger_seconds:g}s): {len(batches)} ingest micro-batches started and committed "
+           f"({sum(b[0] for b in batches):,} records" + (f", each {min(seconds):.1f}–{max(seconds):.1f}s" if seconds
+                                                       else "") +
+           f"); at the end {behind:,} records behind the topic's end ({behind / live.rate:.0f}s of traffic)")

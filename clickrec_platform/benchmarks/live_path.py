@@ -65,12 +65,12 @@ def _sink(settings: Settings) -> KafkaEventSink:
                           settings.state_dir / "bench" / f"dead-letter-{settings.kafka_topic}.jsonl")
 
 
-def produce_live(settings: Settings, events_per_second: float, stop: threading.Event, delivered: list[int]) -> None:
+def produce_live(settings: Settings, events_per_second: float, stop: threading.Event, delivered: list[int],
+                 seconds: float = 900.0) -> None:
     """Generated events at ``events_per_second``, each stamped with the time it is due to be sent, until
-    ``stop``; appends the number delivered to ``delivered``."""
-    # Enough for 15 minutes; the first frame is made before the clock starts, so the pacer never has to
-    # catch up with a burst.
-    generated = generate_events(GeneratorConfig(events=max(100_000, int(events_per_second * 900)), seed=17))
+    ``stop`` (or ``seconds`` of traffic); appends the number delivered to ``delivered``."""
+    # The first frame is made before the clock starts, so the pacer never has to catch up with a burst.
+    generated = generate_events(GeneratorConfig(events=max(100_000, int(events_per_second * seconds)), seed=17))
     first = next(generated)
     frames = _restamped(itertools.chain([first], generated), time.time() * 1000, 1000.0 / events_per_second,
                         "live-background")

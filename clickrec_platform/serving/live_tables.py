@@ -22,6 +22,7 @@ columns, all before anything is written. Call :func:`ensure_live_tables` once be
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -243,8 +244,25 @@ _COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-def ensure_live_tables(conn: psycopg.Connection, schema: str = GOLD_SCHEMA) -> None:
-    """Create the schema, the live tables, their indexes and comments where missing (idempotent)."""
+def ensure_live_tables(conn: psycopg.Connection, schema: str = GOLD_SCHEMA, attempts: int = 6) -> None:
+    """Create the schema, the live tables, their indexes and comments where missing (idempotent).
+
+    Even when everything exists, ``CREATE INDEX IF NOT EXISTS`` takes a share lock on its table, table after
+    table, while a writer (the speed layer, a stream batch) may hold row locks on them and want another: then
+    Postgres aborts one of the two as a deadlock's victim. When that is this transaction, it runs again after a
+    short wait (the writer's transaction is short), so the stream job, the API or a publish starting beside
+    live traffic does not fail on it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            _ensure_live_tables(conn, schema)
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == attempts:
+                raise
+            time.sleep(0.2 * attempt)
+
+
+def _ensure_live_tables(conn: psycopg.Connection, schema: str) -> None:
     schema_id = sql.Identifier(schema)
     with conn.transaction(), conn.cursor() as cur:
         # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalogue: serialise them.

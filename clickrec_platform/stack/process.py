@@ -86,6 +86,9 @@ class ManagedProcess:
     # PostgreSQL treats SIGTERM as "wait for clients to leave"; it wants SIGINT for a prompt stop.
     stop_signal: signal.Signals = signal.SIGTERM
     settle_timeout_s: float = 30.0  # how long a failed start's process gets to stop before SIGKILL
+    # Scheduling priority (`nice`): batch work (the stream job, Dagster's runs) runs above 0, so that the
+    # interactive services (the API, Postgres) get the CPU first; children inherit it (a Spark JVM, a run).
+    nice: int = 0
 
     @property
     def pid_file(self) -> Path:
@@ -132,7 +135,7 @@ class ManagedProcess:
             log.write(f"\n=== clickrec: starting {self.name} at {time.strftime('%F %T')}\n".encode())
             log.flush()
             proc = subprocess.Popen(
-                list(self.argv() if callable(self.argv) else self.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=self.cwd, env={**os.environ, **self.env()}, start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
@@ -144,6 +147,12 @@ class ManagedProcess:
         self._stop_group(proc.pid, self.settle_timeout_s)
         proc.poll()
         raise ServiceError(self._failure(reason))
+
+    def command(self) -> list[str]:
+        """The argv as started: under `nice -n N` for a positive niceness (exec'd, so the pid is the
+        command's own, and every process it starts inherits the priority)."""
+        argv = list(self.argv() if callable(self.argv) else self.argv)
+        return ["nice", "-n", str(self.nice), *argv] if self.nice else argv
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop the process group this module started. True if something was stopped."""

@@ -51,12 +51,23 @@ class LocalService(ABC):
     def managed(self) -> bool:
         return self.on_request or (self.family or self.name) in self.settings.managed_services
 
+    @property
+    def niceness(self) -> int:
+        """Its scheduling priority: `batch_nice` for the batch services (`batch_services`), else 0."""
+        return self.settings.batch_nice if self.name in self.settings.batch_services else 0
+
+    def launch_process(self) -> ManagedProcess:
+        """The process as `start` launches it: at the service's niceness."""
+        process = self.process()
+        process.nice = max(process.nice, self.niceness)
+        return process
+
     def start(self) -> bool:
         """Bring it up (if managed here) and finish its setup. True if this call started a process."""
         started = False
         if self.managed:
             self.prepare()
-            started = self.process().start(self.settings.startup_timeout_s)
+            started = self.launch_process().start(self.settings.startup_timeout_s)
         self.after_ready()
         return started
 

@@ -176,6 +176,39 @@ def test_ensure_live_tables_is_idempotent_and_keeps_data_comments_and_indexes(go
     assert "(ts)" in indexes["live_clickstream_events_ts_idx"]
 
 
+def test_ensure_live_tables_beside_a_writer_survives_being_a_deadlocks_victim(gold):
+    """Found running the stream job beside the speed layer: its start (ensure_live_tables) and a speed-layer
+    batch locked the live tables in opposite orders, Postgres aborted the job's DDL, and the job exited.
+    Made deterministic here: a writer holds a row lock on live_clickstream_events, the DDL waits for it while
+    holding its share lock on user_recent_items, then the writer wants user_recent_items. The DDL's session
+    detects the deadlock first (the writer's deadlock_timeout is longer), so it is the victim."""
+    ensure_live_tables(gold.conn, gold.schema)
+    table = lambda name: sql.Identifier(gold.schema, name)  # noqa: E731
+    failures: list[BaseException] = []
+    with psycopg.connect(gold.dsn) as writer, psycopg.connect(gold.dsn, autocommit=True) as ddl:
+        writer.execute("SET deadlock_timeout = '10s'")
+        writer.execute(sql.SQL("INSERT INTO {} (event_id) VALUES ('held')").format(table("live_clickstream_events")))
+
+        def prepare() -> None:
+            try:
+                ensure_live_tables(ddl, gold.schema)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+
+        preparing = threading.Thread(target=prepare)
+        preparing.start()
+        deadline = time.monotonic() + 60
+        while not gold.conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                                    (ddl.info.backend_pid,)).fetchone():
+            assert time.monotonic() < deadline, "the DDL never waited for the writer's lock"
+            time.sleep(0.05)
+        writer.execute(sql.SQL("INSERT INTO {} VALUES (1, 2, 'view', now())").format(table("user_recent_items")))
+        writer.commit()
+        preparing.join(timeout=60)
+    assert not preparing.is_alive() and not failures, failures
+    assert [row["event_id"] for row in gold.rows("live_clickstream_events")] == ["held"]
+
+
 # replace_windows ---------------------------------------------------------------------------------
 
 def test_replace_windows_replaces_exactly_the_given_windows(gold):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import uuid
@@ -89,3 +90,27 @@ def test_a_recycled_pid_is_not_taken_for_ours(tmp_path):
     server.pid_file.write_text("1")  # pid 1 is alive, but it is not our http.server
     assert server.pid() is None
     assert server.stop() is False
+
+
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2].split()[16])
+
+
+def test_a_batch_process_and_what_it_starts_run_at_its_niceness(tmp_path):
+    """`nice` is exec'd (the pid file holds the command's own pid) and inherited: a Spark job's JVM, a Dagster
+    daemon's run workers run at the priority the stack gave the process that started them."""
+    marker = f"batch-{uuid.uuid4().hex[:8]}"
+    ready_file = tmp_path / "child.pid"
+    script = f"import subprocess, sys, time; p = subprocess.Popen(['sleep', '60']); " \
+             f"open({str(ready_file)!r}, 'w').write(str(p.pid)); time.sleep(60)  # {marker}"
+    batch = ManagedProcess(name="batch", argv=[sys.executable, "-c", script], state_dir=tmp_path,
+                           ready=ready_file.exists, cmdline_marker=marker, nice=7)
+    base = os.nice(0)
+    try:
+        assert batch.start(timeout_s=20)
+        pid = batch.pid()
+        assert pid is not None and "nice" not in Path(f"/proc/{pid}/cmdline").read_text()
+        child = int(ready_file.read_text())
+        assert _niceness(pid) == _niceness(child) == min(19, base + 7)
+    finally:
+        batch.stop()

@@ -75,3 +75,19 @@ def test_the_speed_layer_serves_its_metrics_on_the_configured_port(fresh):
     assert speed.url == "http://127.0.0.1:9998/metrics"
     assert speed.managed and speed.on_request
     assert not speed.health().ok  # not running
+
+
+def test_batch_services_start_at_the_batch_niceness_and_interactive_ones_at_0(fresh):
+    settings = fresh.model_copy(update={"batch_nice": 12})
+    niceness = {s.name: s.launch_process().nice for s in services(settings, on_request=True)}
+    assert niceness == {"postgres": 0, "kafka": 0, "mlflow": 0, "dagster-webserver": 0, "dagster-daemon": 12,
+                        "api": 0, "dashboard": 0, "prometheus": 0, "stream": 12, "speed-layer": 0,
+                        "live-producer": 0}
+    stream, = services(settings, ["stream"])
+    assert stream.launch_process().command()[:3] == ["nice", "-n", "12"]
+    assert services(settings.model_copy(update={"batch_nice": 0}), ["stream"])[0].launch_process().command()[1:] \
+        == ["stream"]
+    chosen = settings.model_copy(update={"batch_services": ["live-producer"]})
+    assert {s.name for s in services(chosen, on_request=True) if s.launch_process().nice} == {"live-producer"}
+    with pytest.raises(ValueError, match="less than or equal to 19"):
+        Settings(home=fresh.home, batch_nice=25)

@@ -1,6 +1,8 @@
-"""The stream job's pure helpers: Kafka lag from query progress, metric labels, the alert's cause."""
+"""The stream job's pure helpers: Kafka lag from query progress, metric labels, the alert's cause, its master."""
 
 from __future__ import annotations
+
+import pytest
 
 from spark_jobs.clickstream_stream import failure_cause
 from spark_jobs.metrics import kafka_lag, reason_label
@@ -33,3 +35,19 @@ def test_failure_cause_picks_the_python_error_inside_a_query_failure():
         'psycopg.errors.UndefinedTable: relation "gold.user_recent_items" does not exist')
     assert failure_cause(ValueError("first line\nsecond")) == "first line"
     assert len(failure_cause(ValueError("x" * 2000))) == 500
+
+
+@pytest.mark.parametrize(("master", "available_now", "cores", "expected"), [
+    ("local[*]", False, 1, "local[1]"),
+    ("local[4, 3]", False, 2, "local[2,3]"),
+    ("local", False, 1, "local[1]"),
+    ("local[*]", True, 1, "local[*]"),  # catch-up gets every core
+    ("local[*]", False, None, "local[*]"),  # the setting off
+    ("spark://127.0.0.1:7077", False, 1, "spark://127.0.0.1:7077"),  # a cluster's cores are its own
+])
+def test_continuous_mode_runs_a_local_master_on_the_configured_cores(master, available_now, cores, expected):
+    from clickrec_platform.settings import Settings
+    from spark_jobs.clickstream_stream import StreamOptions, spark_master
+
+    settings = Settings(spark_master=master, stream_continuous_cores=cores)
+    assert spark_master(settings, StreamOptions(available_now=available_now)) == expected

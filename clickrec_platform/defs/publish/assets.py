@@ -42,6 +42,13 @@ SOURCE_KEYS: dict[str, list[list[str]]] = {
 }
 
 
+# A publish rides out a short Postgres outage (a restart, a failover, a crash and its recovery): the step
+# runs again after 10, 20, 40 and 80 s. The publish is one transaction, so a failed attempt left the live
+# version as it was and the next one starts from scratch. Failures that would only repeat (the source is
+# missing, the rows break the table's rules) are raised with `allow_retries=False` and fail at once.
+PUBLISH_RETRY_POLICY = dg.RetryPolicy(max_retries=4, delay=10, backoff=dg.Backoff.EXPONENTIAL)
+
+
 def publish_key(name: str) -> list[str]:
     return ["postgres", "gold", name]
 
@@ -91,7 +98,7 @@ def build_publish_asset(spec: PublishedTable) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key, deps=[dg.AssetKey(source) for source in SOURCE_KEYS[spec.name]], group_name="publish",
-        kinds={"postgres", "duckdb"}, check_specs=check_specs,
+        kinds={"postgres", "duckdb"}, check_specs=check_specs, retry_policy=PUBLISH_RETRY_POLICY,
         description=f"{spec.comment} Loaded by COPY into a new version, indexed, and swapped in atomically "
                     f"behind the view gold.{spec.name}; rows carry {provenance}.",
     )
@@ -107,9 +114,12 @@ def build_publish_asset(spec: PublishedTable) -> dg.AssetsDefinition:
                 preview = _preview(conn, schema, spec.name)
                 popular_problems = _duplicate_popular_ranks(conn, schema) if spec is POPULAR_ITEMS else None
         except SourceMissing as exc:
-            raise dg.Failure(description=str(exc), metadata={
+            raise dg.Failure(description=str(exc), allow_retries=False, metadata={
                 "hint": "materialise the upstream asset(s) first: "
                         + ", ".join("/".join(k) for k in SOURCE_KEYS[spec.name])}) from exc
+        except ValueError as exc:  # rows the table refuses (nulls in a required column, duplicate keys, types)
+            raise dg.Failure(description=str(exc), allow_retries=False,
+                             metadata={"hint": "nothing was published: the live version is unchanged"}) from exc
         for note in source.notes:
             context.log.warning(note)
         context.log.info(f"published {schema}.{spec.name} v{result.version}: {result.rows:,} rows from "
