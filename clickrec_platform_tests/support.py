@@ -36,6 +36,24 @@ def produce(bootstrap_servers: str, topic: str, records: list[tuple[bytes, bytes
     assert remaining == 0 and not errors, f"undelivered: {remaining}, errors: {errors[:3]}"
 
 
+def delta_rows(path: str, query: str = "SELECT * FROM t") -> list[tuple]:
+    """``query`` over the Delta table at ``path``, seen as ``t`` (DuckDB's delta_scan: a reader other than Spark)."""
+    from clickrec_platform.lake.duck import connect
+
+    con = connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM delta_scan('{path}')")
+    return con.sql(query).fetchall()
+
+
+def pg_rows(settings, query: str) -> list[tuple]:
+    """``query`` in the gold database, ``{schema}`` standing for the settings' gold schema."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(settings.postgres_dsn()) as conn:
+        return conn.execute(sql.SQL(query).format(schema=sql.Identifier(settings.gold_schema))).fetchall()
+
+
 def metric_samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """A Prometheus endpoint's samples, as {(series name, sorted labels): value}."""
     import httpx

@@ -27,7 +27,8 @@ ISOLATED_FIELDS = ("kafka_topic", "lake_root", "stream_app_id", "gold_schema", "
 def scratch_settings(settings: Settings, prefix: str = "scratch") -> Iterator[Settings]:
     tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
     admin = admin_client(settings.kafka_bootstrap_servers)
-    admin.create_topics([NewTopic(tag, settings.kafka_topic_partitions, 1)])[tag].result(30)
+    admin.create_topics([NewTopic(tag, settings.kafka_topic_partitions,
+                                  settings.kafka_replication_factor)])[tag].result(30)
     with tempfile.TemporaryDirectory(prefix=f"clickrec-{prefix}-") as lake:
         scratch = settings.model_copy(update={"kafka_topic": tag, "lake_root": lake, "stream_app_id": tag,
                                               "gold_schema": tag.replace("-", "_"), "speed_consumer_group": tag,

@@ -14,7 +14,6 @@ from psycopg import sql
 
 from clickrec_platform.events.codec import InvalidEvent, decode, encode, kafka_key
 from clickrec_platform.events.contract import Event, frame_to_events
-from clickrec_platform.lake.duck import connect
 from clickrec_platform.lake.tables import (
     BRONZE_CLICKSTREAM,
     GOLD_EVENT_STATISTICS,
@@ -26,7 +25,14 @@ from clickrec_platform.lake.tables import (
 from clickrec_platform.settings import PROJECT_ROOT
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 from clickrec_platform.stack.scratch import scratch_settings
-from clickrec_platform_tests.support import free_port, metric_samples, produce, stream_process
+from clickrec_platform_tests.support import (
+    delta_rows,
+    free_port,
+    metric_samples,
+    pg_rows,
+    produce,
+    stream_process,
+)
 from clickrec_platform_tests.webhook import webhook_receiver
 from spark_jobs.clickstream_stream import StreamOptions, run
 
@@ -58,17 +64,6 @@ def message_mix(events: int, seed: int) -> tuple[list[tuple[bytes, bytes]], list
         except InvalidEvent as invalid:
             reasons[invalid.reason] += 1
     return records, [e.event_id for e in valid], reasons
-
-
-def delta_rows(path: str, query: str = "SELECT * FROM t") -> list[tuple]:
-    con = connect()
-    con.execute(f"CREATE VIEW t AS SELECT * FROM delta_scan('{path}')")
-    return con.sql(query).fetchall()
-
-
-def pg_rows(settings, query: str) -> list[tuple]:
-    with psycopg.connect(settings.postgres_dsn()) as conn:
-        return conn.execute(sql.SQL(query).format(schema=sql.Identifier(settings.gold_schema))).fetchall()
 
 
 def test_available_now_run_reconciles_and_quarantines_with_reasons(stream_settings, spark, monkeypatch):
