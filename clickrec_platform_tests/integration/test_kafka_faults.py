@@ -42,6 +42,7 @@ from clickrec_platform_tests.support import (
     stream_process,
     wait_for,
 )
+from clickrec_platform_tests.webhook import webhook_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +77,7 @@ class Traffic:
     producer: subprocess.Popen
     producer_out: Path
     producer_metrics: str
+    job_metrics: str
 
     def alive(self) -> None:
         """Fails, with its log, if the stream job or the producer died."""
@@ -87,6 +89,10 @@ class Traffic:
         """Events the producer has accepted so far (handed to its Kafka client)."""
         return int(sum(v for (name, _), v in metric_samples(self.producer_metrics).items()
                        if name == "clickrec_producer_events_produced_total"))
+
+    def query(self, metric: str) -> float:
+        """One of the stream job's series for its ingest query (``clickrec_stream_query_up``, ``…_failures_total``)."""
+        return metric_samples(self.job_metrics).get((metric, (("query", "ingest"),)), 0.0)
 
     def in_flight(self) -> int:
         return int(metric_samples(self.producer_metrics)[("clickrec_producer_in_flight_messages", ())])
@@ -116,13 +122,13 @@ def tail(path: Path, chars: int = 4000) -> str:
 
 
 @contextmanager
-def live_traffic(settings: Settings, tmp_path: Path) -> Iterator[Traffic]:
+def live_traffic(settings: Settings, tmp_path: Path, **job_environment: str) -> Iterator[Traffic]:
     kafka = {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
     job_port, producer_port, job_log = free_port(), free_port(), tmp_path / "stream.log"
     job_metrics = f"http://127.0.0.1:{job_port}/metrics"
     # Gold (silver → gold tables) is not what a broker fault touches: it runs once at the start, not again.
     job = stream_process(settings, job_log, "--ingest-trigger", "1", "--gold-trigger", "3600",
-                         "--max-offsets-per-trigger", "10000", metrics_port=job_port, **kafka)
+                         "--max-offsets-per-trigger", "10000", metrics_port=job_port, **kafka, **job_environment)
     producer = None
     try:
         # Warm: the first micro-batch of a fresh JVM costs tens of seconds on 2 busy cores.
@@ -135,7 +141,8 @@ def live_traffic(settings: Settings, tmp_path: Path) -> Iterator[Traffic]:
                  "--events", str(EVENTS), "--days", "2", "--seed", "17", "--no-progress", "--json",
                  "--metrics", "--metrics-port", str(producer_port)],
                 env={**os.environ, **kafka}, stdout=stdout, stderr=stderr, start_new_session=True)
-        traffic = Traffic(settings, job, job_log, producer, out, f"http://127.0.0.1:{producer_port}/metrics")
+        traffic = Traffic(settings, job, job_log, producer, out, f"http://127.0.0.1:{producer_port}/metrics",
+                          job_metrics)
         wait_for("the producer's metrics", lambda: _answers(traffic.produced), timeout_s=60, alive=traffic.alive)
         yield traffic
     finally:
@@ -190,15 +197,20 @@ def reconcile(traffic: Traffic) -> dict[str, int]:
 
 
 def test_single_broker_killed_mid_produce_and_mid_stream_then_restarted(scratch_broker, tmp_path):
+    """The broker stays down until Spark's Kafka source has given up (3 tries of 5 s here, of 60 s by default):
+    the job waits for Kafka and starts the query again from its checkpoint once it answers."""
     broker = scratch_broker
-    with scratch_settings(broker.settings, "drill") as s, live_traffic(s, tmp_path) as traffic:
+    with webhook_receiver() as (hook, alerts), scratch_settings(broker.settings, "drill") as s, live_traffic(
+            s, tmp_path, CLICKREC_STREAM_KAFKA_TIMEOUT_S="5", CLICKREC_ALERT_WEBHOOK_URL=hook) as traffic:
         wait_for(f"the producer to send {KILL_AFTER:,} events", lambda: traffic.produced() >= KILL_AFTER,
                  timeout_s=120, alive=traffic.alive)
         produced_at_kill = traffic.produced()
         killed_at = kill_9(broker.process().pid())
         try:
-            wait_for(f"the producer to accept {OUTAGE_EVENTS:,} more events with the broker gone",
-                     lambda: traffic.produced() >= produced_at_kill + OUTAGE_EVENTS, timeout_s=120, alive=traffic.alive)
+            wait_for(f"the producer to accept {OUTAGE_EVENTS:,} more events and the ingest query to fail for want "
+                     "of Kafka, the broker gone",
+                     lambda: traffic.produced() >= produced_at_kill + OUTAGE_EVENTS
+                     and traffic.query("clickrec_stream_query_up") == 0, timeout_s=180, alive=traffic.alive)
             waiting = traffic.in_flight()
         finally:
             restarting_at = time.monotonic()
@@ -210,11 +222,15 @@ def test_single_broker_killed_mid_produce_and_mid_stream_then_restarted(scratch_
         wait_for("silver and bronze to hold every delivered event", lambda: traffic.landed(summary["delivered"]),
                  timeout_s=300, interval_s=1, alive=traffic.alive)
         caught_up_at = time.monotonic()
+        assert traffic.query("clickrec_stream_query_up") == 1 and traffic.query("clickrec_stream_query_failures_total") == 1
         traffic.stop_job()
         figures = reconcile(traffic)
+    titles = [alert["text"].splitlines()[0] for alert in alerts]
+    assert titles == ["*clickrec stream job: Kafka unreachable, query ingest waits for it*",
+                      "*clickrec stream job: Kafka answers, query ingest resumed*"], titles
     print(f"\nsingle-broker drill: broker down {back_at - killed_at:.1f}s (restart {back_at - restarting_at:.1f}s), "
-          f"{waiting:,} events waiting in the producer when it came back; {figures}; silver caught up "
-          f"{caught_up_at - back_at:.1f}s after the broker was back; the stream job ran throughout")
+          f"{waiting:,} events waiting in the producer when it came back; {figures}; silver and bronze complete "
+          f"{caught_up_at - back_at:.1f}s after the broker was back; the ingest query failed once and was restarted")
 
 
 def test_cluster_node_killed_mid_produce_and_mid_stream_goes_on_then_rejoins(stack, kafka_cluster, tmp_path):
@@ -248,6 +264,7 @@ def test_cluster_node_killed_mid_produce_and_mid_stream_goes_on_then_rejoins(sta
                      timeout_s=300, interval_s=1, alive=traffic.alive)
             caught_up_s = time.monotonic() - killed_at
             assert not nodes[victim].process().is_running()
+            assert traffic.query("clickrec_stream_query_failures_total") == 0  # the job never noticed
         finally:
             restarting_at = time.monotonic()
             nodes[victim].start()
