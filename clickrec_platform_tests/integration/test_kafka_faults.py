@@ -47,10 +47,10 @@ from clickrec_platform_tests.webhook import webhook_receiver
 pytestmark = pytest.mark.integration
 
 CLICKREC = str(Path(sys.executable).with_name("clickrec"))
-EVENTS = 30_000  # asked of the generator, which makes about as many (its sessions end where they end)
-RATE = 1_000  # events/s: half a minute of traffic, so that the broker dies mid-run
-KILL_AFTER = 5_000  # events sent when the broker is killed: both the producer and the (warm) stream job are busy
-OUTAGE_EVENTS = 8_000  # the single broker stays down while the producer accepts this many more
+EVENTS = 15_000  # asked of the generator, which makes about as many (its sessions end where they end)
+RATE = 750  # events/s: 20 s of traffic, so that the broker dies mid-run
+KILL_AFTER = 4_000  # events sent when the broker is killed: both the producer and the (warm) stream job are busy
+OUTAGE_EVENTS = 4_000  # the single broker stays down while the producer accepts this many more, at least
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def live_traffic(settings: Settings, tmp_path: Path, **job_environment: str) -> 
     job_metrics = f"http://127.0.0.1:{job_port}/metrics"
     # Gold (silver → gold tables) is not what a broker fault touches: it runs once at the start, not again.
     job = stream_process(settings, job_log, "--ingest-trigger", "1", "--gold-trigger", "3600",
-                         "--max-offsets-per-trigger", "10000", metrics_port=job_port, **kafka, **job_environment)
+                         "--max-offsets-per-trigger", "20000", metrics_port=job_port, **kafka, **job_environment)
     producer = None
     try:
         # Warm: the first micro-batch of a fresh JVM costs tens of seconds on 2 busy cores.
