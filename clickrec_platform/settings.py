@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     stream_gold_trigger_seconds: float = 60.0  # gold micro-batches (Delta MERGEs) in continuous mode
     stream_max_offsets_per_trigger: int | None = 1_000_000  # per ingest (and live) micro-batch, across partitions
     stream_max_files_per_trigger: int = 256  # silver files per gold micro-batch
+    # How long the stream job's Kafka clients wait for an answer (Kafka's default.api.timeout.ms, and an empty
+    # poll's bound); Spark's source tries 3 times, then the query fails and the job starts it again from its
+    # checkpoint as soon as the brokers answer (spark_jobs/clickstream_stream.py): an outage of any length.
+    stream_kafka_timeout_s: float = 60.0
     stream_metrics_port: int | None = 9465  # Prometheus metrics of `clickrec stream`; None: off
     # Delta's idempotent-write id for the job; a new checkpoint location needs a new id.
     stream_app_id: str = "clickrec-stream-v1"

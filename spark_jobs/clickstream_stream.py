@@ -16,12 +16,15 @@ Structured Streaming queries, each with its own checkpoint under ``<lake>/_check
 gold over all it wrote, posting every live table. Otherwise the queries run until SIGTERM/Ctrl-C,
 which stops them cleanly, in separate fair-scheduler pools. Killed at any moment instead, a
 restart resumes from the checkpoints and loses or duplicates nothing. A query that fails stops the job with an alert
-(``CLICKREC_ALERT_WEBHOOK_URL``) and a non-zero exit.
+(``CLICKREC_ALERT_WEBHOOK_URL``) and a non-zero exit, but for a query of the topic that failed because the brokers
+did not answer (Spark's Kafka source gives up after 3 tries of ``stream_kafka_timeout_s``): the job waits for them,
+however long, and starts it again from its checkpoint, with an alert when it starts waiting and one when it resumes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import signal
 import threading
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from confluent_kafka import KafkaException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
@@ -39,6 +43,7 @@ from clickrec_platform.lake.tables import SILVER_EVENTS, STREAM_TABLES, table_pa
 from clickrec_platform.ops.alerts import send_alert
 from clickrec_platform.serving.live_tables import ensure_live_tables
 from clickrec_platform.settings import Settings
+from clickrec_platform.stack.kafka import admin_client
 from spark_jobs.gold import GoldBatch
 from spark_jobs.ingest import IngestBatch, bronze_columns
 from spark_jobs.live import LiveBatch
@@ -47,6 +52,12 @@ from spark_jobs.metrics import StreamMetrics
 log = logging.getLogger("clickrec.stream")
 
 KAFKA_MAX_POLL_RECORDS = 20_000
+# The queries that read the topic, and what their failure says when the brokers did not answer in time (offsets
+# on the driver, metadata and records on executors): such a query is started again once Kafka answers.
+KAFKA_QUERIES = ("ingest", "live")
+KAFKA_TIMEOUT = "TimeoutException"
+KAFKA_PROBE_SECONDS = 2.0
+RESTART_WINDOW_SECONDS = 600.0
 FAIR_POOLS = Path(__file__).with_name("fairscheduler.xml")  # the live query's pool goes first
 
 
@@ -75,6 +86,7 @@ def _trigger(options: StreamOptions, seconds: float) -> dict:
 
 def kafka_options(settings: Settings) -> dict[str, str]:
     """The Kafka source's options, for the stream's queries and for batch reads of the topic alike."""
+    timeout_ms = round(settings.stream_kafka_timeout_s * 1000)
     return {
         "kafka.bootstrap.servers": settings.kafka_bootstrap_servers,
         "subscribe": settings.kafka_topic,
@@ -84,6 +96,10 @@ def kafka_options(settings: Settings) -> dict[str, str]:
         "kafka.max.poll.records": str(KAFKA_MAX_POLL_RECORDS),
         "kafka.max.partition.fetch.bytes": str(8 << 20),
         "kafka.fetch.max.bytes": str(32 << 20),
+        # How long the brokers may be silent before a try fails (offsets on the driver, records on executors).
+        "kafka.default.api.timeout.ms": str(timeout_ms),
+        "kafka.request.timeout.ms": str(min(timeout_ms, 30_000)),
+        "kafkaConsumer.pollTimeoutMs": str(timeout_ms),
     }
 
 
@@ -140,6 +156,49 @@ def failure_cause(error: BaseException, limit: int = 500) -> str:
     return (picked[-1] if picked else lines[0] if lines else "")[:limit]
 
 
+def kafka_answers(settings: Settings) -> bool:
+    """Whether the brokers answer and every partition of the topic has a leader."""
+    try:
+        metadata = admin_client(settings.kafka_bootstrap_servers).list_topics(settings.kafka_topic, timeout=5)
+    except KafkaException:
+        return False
+    topic = metadata.topics.get(settings.kafka_topic)
+    return bool(topic and topic.error is None and topic.partitions
+                and all(p.leader >= 0 for p in topic.partitions.values()))
+
+
+def restart_after_kafka_outage(settings: Settings, query: StreamingQuery, start, stop: threading.Event,
+                               restarted_at: dict[str, float]) -> StreamingQuery:
+    """A query of the topic that failed because the brokers did not answer, started again from its checkpoint
+    as soon as they do (the checkpoint makes the restart lose and duplicate nothing); while ``stop`` is not set,
+    it waits for them however long they take, with an alert when it starts waiting and one when it resumes.
+    Any other failure raises: of another query, without a timeout while Kafka answers, or again within
+    ``RESTART_WINDOW_SECONDS`` of a restart while Kafka answered throughout (then it is not Kafka).
+    ``restarted_at`` keeps each query's last restart."""
+    error = query.exception()
+    answers = kafka_answers(settings)
+    timed_out = KAFKA_TIMEOUT in str(error)
+    recurring = answers and time.monotonic() - restarted_at.get(query.name, -math.inf) < RESTART_WINDOW_SECONDS
+    if error is None or query.name not in KAFKA_QUERIES or (answers and not timed_out) or recurring:
+        raise RuntimeError(f"query {query.name} stopped: {error}")
+    where = f"{settings.kafka_bootstrap_servers}, topic {settings.kafka_topic}"
+    failed_at = time.monotonic()
+    send_alert(settings, f"clickrec stream job: Kafka unreachable, query {query.name} waits for it", [
+        failure_cause(error), f"Kafka at {where}; app id {settings.stream_app_id}",
+        "It restarts by itself from its checkpoint once the brokers answer; nothing is lost meanwhile."])
+    while not answers:
+        if stop.wait(KAFKA_PROBE_SECONDS):
+            return query  # stopping: nothing to resume
+        answers = kafka_answers(settings)
+        if not answers:
+            log.warning("query %s waits for Kafka at %s (%.0fs)", query.name, where, time.monotonic() - failed_at)
+    restarted_at[query.name] = time.monotonic()
+    restarted = start()
+    send_alert(settings, f"clickrec stream job: Kafka answers, query {query.name} resumed", [
+        f"{time.monotonic() - failed_at:.0f}s after it failed, from its checkpoint; Kafka at {where}"])
+    return restarted
+
+
 def run(settings: Settings, options: StreamOptions, spark: SparkSession | None = None,
         stop: threading.Event | None = None, metrics: StreamMetrics | None = None) -> dict[str, float]:
     """Run the job; in available-now mode until caught up (returning seconds per query), else until
@@ -193,15 +252,17 @@ def _run(settings: Settings, options: StreamOptions, spark: SparkSession | None,
                 seconds[name] = time.perf_counter() - started
             return seconds
         stop = stop or threading.Event()
-        queries = [start() for start in starters.values()]
+        queries = {name: start() for name, start in starters.items()}
+        restarted_at: dict[str, float] = {}
         try:
             while not stop.is_set():
-                for query in queries:
+                for name, query in queries.items():
                     if not query.isActive:
-                        raise RuntimeError(f"query {query.name} stopped: {query.exception()}")
+                        queries[name] = restart_after_kafka_outage(settings, query, starters[name], stop,
+                                                                   restarted_at)
                 stop.wait(1.0)
         finally:
-            for query in queries:
+            for query in queries.values():
                 try:
                     query.stop()
                 except Exception as error:  # noqa: BLE001 - an interrupted batch on the way out is no failure

@@ -77,6 +77,8 @@ def producer_config(settings: Settings, overrides: Mapping[str, object] | None =
         "queue.buffering.max.messages": 1_000_000,
         "queue.buffering.max.kbytes": 1_048_576,
         "delivery.report.only.error": True,
+        # A message not acknowledged within 2 minutes of produce() fails (dead-lettered, with its reason): a
+        # broker restart, or a cluster's leader election, take seconds; retries are unbounded until then.
         "message.timeout.ms": 120_000,
         **settings.producer_overrides,
         **(overrides or {}),
@@ -118,6 +120,12 @@ class KafkaEventSink:
         self._reports = [self._report_for(code) for code in range(len(TYPE_LABELS))]
         default = self._reports[UNKNOWN_TYPE] if track_deliveries else self._on_failure
         self._producer = Producer({**self.config, "on_delivery": default})
+
+    @property
+    def delivery_timeout_s(self) -> float:
+        """How long a message may wait for the broker's acknowledgement, from ``produce()``, before the client
+        fails it (``message.timeout.ms``): the longest broker outage a send rides out."""
+        return float(self.config["message.timeout.ms"]) / 1000
 
     @property
     def failed(self) -> int:

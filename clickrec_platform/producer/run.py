@@ -26,6 +26,9 @@ from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 
 # Sent between checks of the clock and of a stop request: small enough to stop promptly.
 MAX_SLICE = 50_000
+# The final flush outlasts the delivery timeout by this much, so librdkafka itself fails what it could not deliver
+# (each message reported with its own reason) rather than the flush giving up first and purging it.
+FLUSH_MARGIN_S = 5.0
 
 
 @dataclass
@@ -114,15 +117,19 @@ def produce_frames(
     limit: int | None = None,
     stop: threading.Event | None = None,
     progress: bool = True,
-    flush_timeout_s: float = 60.0,
+    flush_timeout_s: float | None = None,
     source_rejected: Callable[[], int] = lambda: 0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] | None = None,
 ) -> ProduceSummary:
     """Send ``frames`` as ``pacer`` schedules them. Waits go to ``sleep`` (default: the sink's own wait,
     which serves delivery reports meanwhile, so a paced producer's acknowledgements are counted as they
-    come)."""
+    come). The final flush waits as long as a message may take to be delivered (``sink.delivery_timeout_s``,
+    librdkafka's ``message.timeout.ms``) unless ``flush_timeout_s`` says otherwise: a broker that is back
+    within that time still gets every event sent just before the end."""
     stop = stop or threading.Event()
+    if flush_timeout_s is None:
+        flush_timeout_s = getattr(sink, "delivery_timeout_s", 60.0) + FLUSH_MARGIN_S
     sleep = sleep or getattr(sink, "wait", time.sleep)
     tracked = getattr(sink, "tracks_deliveries", False)
     started = clock()

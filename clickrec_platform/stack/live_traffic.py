@@ -97,6 +97,7 @@ class StreamJobService(LocalService):
             name=self.name, argv=[_clickrec(), "stream"],
             state_dir=s.state_dir, ready=self._spark_started,
             ports=[(s.bind_host, metrics_port)] if metrics_port else [], cmdline_marker="stream",
+            signal_leader_only=True,  # `down` is a clean stop, not a failure with an alert
         )
 
     def _spark_started(self) -> bool:

@@ -8,6 +8,7 @@ whose pid this module recorded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -52,6 +53,18 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process is left in process group ``pgid``."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(") ")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
 def wait_until(check: Callable[[], bool], timeout_s: float, interval_s: float = 0.5,
                abort: Callable[[], bool] | None = None) -> bool:
     """Poll ``check`` until it is true (True), ``abort`` is true or the time is up (False)."""
@@ -89,6 +102,10 @@ class ManagedProcess:
     # Scheduling priority (`nice`): batch work (the stream job, Dagster's runs) runs above 0, so that the
     # interactive services (the API, Postgres) get the CPU first; children inherit it (a Spark JVM, a run).
     nice: int = 0
+    # The stop signal to the leader alone, which stops its children itself (a PySpark driver stops its JVM: a
+    # SIGTERM to the JVM too would shut Spark down under the queries the driver is stopping); whatever of the
+    # group outlives the leader is killed.
+    signal_leader_only: bool = False
 
     @property
     def pid_file(self) -> Path:
@@ -165,11 +182,18 @@ class ManagedProcess:
     def _stop_group(self, pid: int, timeout_s: float) -> None:
         for sig, wait_s in ((self.stop_signal, timeout_s), (signal.SIGKILL, 10.0)):
             try:
-                os.killpg(pid, sig)
+                if self.signal_leader_only and sig is self.stop_signal:
+                    os.kill(pid, sig)
+                else:
+                    os.killpg(pid, sig)
             except ProcessLookupError:
                 break
             if wait_until(lambda: not pid_alive(pid), wait_s, interval_s=0.2):
                 break
+        if self.signal_leader_only:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)  # what the leader left behind, if anything
+                wait_until(lambda: not _group_alive(pid), 10.0, interval_s=0.1)
         self.pid_file.unlink(missing_ok=True)
 
     def _failure(self, reason: str) -> str:

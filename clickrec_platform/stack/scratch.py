@@ -46,7 +46,8 @@ def _scratch_lake(settings: Settings, tag: str) -> Iterator[str]:
 def scratch_settings(settings: Settings, prefix: str = "scratch") -> Iterator[Settings]:
     tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
     admin = admin_client(settings.kafka_bootstrap_servers)
-    admin.create_topics([NewTopic(tag, settings.kafka_topic_partitions, 1)])[tag].result(30)
+    admin.create_topics([NewTopic(tag, settings.kafka_topic_partitions,
+                                  settings.kafka_replication_factor)])[tag].result(30)
     with _scratch_lake(settings, tag) as lake:
         scratch = settings.model_copy(update={"kafka_topic": tag, "lake_root": lake, "stream_app_id": tag,
                                               "gold_schema": tag.replace("-", "_"), "speed_consumer_group": tag,

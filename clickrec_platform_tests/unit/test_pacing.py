@@ -45,7 +45,7 @@ class RecordingSink:
         self.accepted += len(values)
 
     def flush(self, timeout_s: float) -> int:
-        self.flushed = True
+        self.flushed = timeout_s
         return 0
 
     def close(self) -> None: ...
@@ -133,3 +133,16 @@ def test_a_stop_request_ends_the_run_and_still_flushes():
                              sleep=sleep_then_stop, stop=stop)
     assert summary.stopped_early and sink.flushed
     assert 90 <= summary.accepted <= 110  # about one simulated second at 100 events/s
+
+
+def test_the_final_flush_outlasts_the_delivery_timeout():
+    """A broker down at the end of a run gets as long to come back as any message may wait (message.timeout.ms),
+    so the flush never purges what librdkafka would still deliver."""
+    clock = SimulatedClock()
+    sink = RecordingSink(clock)
+    sink.delivery_timeout_s = 120.0
+    produce_frames(_frames(), sink, FastPacer(), limit=10, progress=False, clock=clock, sleep=clock.sleep)
+    assert sink.flushed > 120.0
+    produce_frames(_frames(), sink, FastPacer(), limit=10, progress=False, clock=clock, sleep=clock.sleep,
+                   flush_timeout_s=3)
+    assert sink.flushed == 3

@@ -114,3 +114,23 @@ def test_a_batch_process_and_what_it_starts_run_at_its_niceness(tmp_path):
         assert _niceness(pid) == _niceness(child) == min(19, base + 7)
     finally:
         batch.stop()
+
+
+def test_a_leader_only_stop_signals_the_leader_and_kills_what_it_leaves(tmp_path):
+    """The stream job's way: SIGTERM to the driver alone (its JVM must not get one), then nothing left behind."""
+    child = ("import signal, sys, time, pathlib; p = pathlib.Path(sys.argv[1]); "
+             "signal.signal(signal.SIGTERM, lambda *_: (p.write_text('child got SIGTERM'), sys.exit(1))); "
+             "p.write_text('child up'); time.sleep(600)")
+    leader = ("import signal, subprocess, sys, time, pathlib; "
+              f"c = subprocess.Popen([sys.executable, '-c', {child!r}, sys.argv[1]]); "
+              "pathlib.Path(sys.argv[2]).write_text(str(c.pid)); "
+              "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); time.sleep(600)")
+    child_file, child_pid = tmp_path / "child", tmp_path / "child.pid"
+    job = ManagedProcess(name="job", state_dir=tmp_path, argv=[sys.executable, "-c", leader, str(child_file),
+                                                               str(child_pid)],
+                         ready=lambda: child_file.exists() and child_pid.exists(), signal_leader_only=True)
+    assert job.start(timeout_s=20)
+    leader_pid, orphan = job.pid(), int(child_pid.read_text())
+    assert job.stop(timeout_s=10)
+    assert not pid_alive(leader_pid) and not pid_alive(orphan)
+    assert child_file.read_text() == "child up"  # never signalled: killed once the leader had gone

@@ -91,3 +91,38 @@ def test_batch_services_start_at_the_batch_niceness_and_interactive_ones_at_0(fr
     assert {s.name for s in services(chosen, on_request=True) if s.launch_process().nice} == {"live-producer"}
     with pytest.raises(ValueError, match="less than or equal to 19"):
         Settings(home=fresh.home, batch_nice=25)
+
+
+def test_the_cluster_topology_runs_three_kafka_nodes_in_place_of_the_single_broker(fresh):
+    local = [s.name for s in services(fresh)]
+    cluster_settings = Settings(home=fresh.home, topology="cluster")
+    cluster = [s.name for s in services(cluster_settings)]
+    assert local[:3] == ["postgres", "kafka", "mlflow"]
+    assert cluster == [local[0], "kafka-1", "kafka-2", "kafka-3", "s3proxy", "spark-master", "spark-worker-1",
+                       "spark-worker-2", *local[2:]]
+    assert [s.name for s in services(cluster_settings, ["spark"])] == ["spark-master", "spark-worker-1", "spark-worker-2"]
+    nodes = services(cluster_settings, ["kafka"])  # the family names its members
+    assert [n.name for n in nodes] == ["kafka-1", "kafka-2", "kafka-3"] and all(n.managed for n in nodes)
+    assert services(cluster_settings.model_copy(update={"managed_services": ["postgres"]}), ["kafka-2"])[0].managed is False
+
+    voters = "1@127.0.0.1:9292,2@127.0.0.1:9293,3@127.0.0.1:9294"
+    for node_id, (node, (broker, controller)) in enumerate(zip(nodes, [(9192, 9292), (9193, 9293), (9194, 9294)],
+                                                               strict=True), start=1):
+        props = node.server_properties()
+        assert props["node.id"] == str(node_id) and props["controller.quorum.voters"] == voters
+        assert props["listeners"] == f"PLAINTEXT://127.0.0.1:{broker},CONTROLLER://127.0.0.1:{controller}"
+        assert props["log.dirs"] == str(fresh.state_dir / "kafka-cluster" / f"node-{node_id}" / "data")
+        assert props["min.insync.replicas"] == "2" and props["offsets.topic.replication.factor"] == "3"
+        assert props["transaction.state.log.min.isr"] == "2"
+        assert node.url == f"kafka://127.0.0.1:{broker}"
+        assert node.process().pid_file.name == f"kafka-{node_id}.pid" and node.heap == "512m"
+    assert len({n.cluster_id() for n in nodes}) == 1  # generated once, shared
+    assert (fresh.state_dir / "kafka-cluster" / "cluster.id").read_text().strip() == nodes[2].cluster_id()
+    assert cluster_settings.kafka_bootstrap_servers == "127.0.0.1:9192,127.0.0.1:9193,127.0.0.1:9194"
+    assert cluster_settings.kafka_replication_factor == 3
+
+    # The local topology's broker is as it was: one voter, internal topics of one replica.
+    (single,) = services(fresh, ["kafka"])
+    assert single.server_properties()["controller.quorum.voters"] == "1@127.0.0.1:9093"
+    assert single.server_properties()["offsets.topic.replication.factor"] == "1"
+    assert "min.insync.replicas" not in single.server_properties()
