@@ -14,9 +14,8 @@ from clickrec_platform.settings import Settings, get_settings
 from clickrec_platform.stack import services
 from clickrec_platform.stack.kafka import admin_client
 from clickrec_platform.stack.setup import run_setup
-from clickrec_platform_tests.cluster import kafka_cluster  # noqa: F401 - the cluster topology's fixtures
+from clickrec_platform_tests.cluster import cluster, kafka_cluster  # noqa: F401 - the cluster topology's fixtures
 
-pytest_plugins = ["clickrec_platform_tests.cluster"]
 
 
 @pytest.fixture(scope="session")
