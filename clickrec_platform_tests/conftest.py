@@ -17,7 +17,6 @@ from clickrec_platform.stack.setup import run_setup
 from clickrec_platform_tests.cluster import cluster, kafka_cluster  # noqa: F401 - the cluster topology's fixtures
 
 
-
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return get_settings()
