@@ -65,3 +65,9 @@ def spark(stack: Settings):
     session = spark_session(stack, app_name="clickrec-tests")
     yield session
     session.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The cluster topology's tests last: its six JVMs start with the first of them, so none sit idle beside
+    the rest of the suite on a 2-core machine."""
+    items.sort(key=lambda item: bool({"cluster", "kafka_cluster"} & set(getattr(item, "fixturenames", ()))))
