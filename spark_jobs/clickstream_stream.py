@@ -186,12 +186,14 @@ def restart_after_kafka_outage(settings: Settings, query: StreamingQuery, start,
     send_alert(settings, f"clickrec stream job: Kafka unreachable, query {query.name} waits for it", [
         failure_cause(error), f"Kafka at {where}; app id {settings.stream_app_id}",
         "It restarts by itself from its checkpoint once the brokers answer; nothing is lost meanwhile."])
+    logged_at = failed_at
     while not answers:
         if stop.wait(KAFKA_PROBE_SECONDS):
             return query  # stopping: nothing to resume
         answers = kafka_answers(settings)
-        if not answers:
-            log.warning("query %s waits for Kafka at %s (%.0fs)", query.name, where, time.monotonic() - failed_at)
+        if not answers and time.monotonic() - logged_at >= 30:
+            logged_at = time.monotonic()
+            log.warning("query %s waits for Kafka at %s (%.0fs)", query.name, where, logged_at - failed_at)
     restarted_at[query.name] = time.monotonic()
     restarted = start()
     send_alert(settings, f"clickrec stream job: Kafka answers, query {query.name} resumed", [
