@@ -258,6 +258,7 @@ class LiveTrafficOptions:
 
     rate: float = 200.0  # events/s; the demo's live producer at its evening peak (10 × 20 events/s)
     batch_nice: int | None = None  # the stream job's niceness for this run (None: CLICKREC_BATCH_NICE)
+    warmup_batches: int = 4  # ingest batches the stream job commits before the measurement (its JIT warm-up)
 
 
 def run_api_benchmark(settings: Settings, *, visitors: int, items: int, duration_s: float, connections: int,
@@ -373,6 +374,15 @@ def _with_live_traffic(scratch: Settings, live: LiveTrafficOptions, url: str, en
     with tempfile.TemporaryDirectory(prefix="clickrec-benchapi-") as run, \
             live_traffic(scratch, live.rate, minutes, Path(run), say=lines.append) as traffic:
         yield from lines
+        # Measured in the steady state the demo leaves running, not while a fresh Spark JVM compiles its code.
+        warm = time.monotonic()
+        while len(ingest_batches_since(traffic.settings, 0)) < live.warmup_batches:
+            traffic.check_running()
+            if time.monotonic() - warm > 600:
+                raise RuntimeError(f"the stream job did not commit {live.warmup_batches} ingest batches in 10 minutes")
+            time.sleep(1.0)
+        yield (f"warm: the stream job committed {live.warmup_batches} ingest batches "
+               f"({time.monotonic() - warm:.0f}s after its first)")
         probes = Probes(traffic.settings)
         probes.start()
         try:
