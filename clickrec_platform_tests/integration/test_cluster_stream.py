@@ -87,7 +87,7 @@ def test_kill_9_of_a_spark_worker_mid_batch_loses_and_duplicates_nothing(on_clus
                          "--max-offsets-per-trigger", "1500")
     worker = SparkWorkerService(s, 1)
     try:
-        wait_for("two ingest batches committed", lambda: batches(s) >= 2, timeout_s=300, interval_s=1,
+        wait_for("two ingest batches committed", lambda: batches(s) >= 2, timeout_s=900, interval_s=1,
                  alive=job_alive(job, log_path))
         os.kill(worker.process().pid(), signal.SIGKILL)  # the worker; its executor dies with it
         assert silver_count(s) < len(valid_ids)  # it really was stopped midway
@@ -112,7 +112,7 @@ def test_an_object_store_restart_mid_stream_loses_and_duplicates_nothing(on_clus
                          "--max-offsets-per-trigger", "1500")
     store = S3ProxyService(s)
     try:
-        wait_for("two ingest batches committed", lambda: batches(s) >= 2, timeout_s=300, interval_s=1,
+        wait_for("two ingest batches committed", lambda: batches(s) >= 2, timeout_s=900, interval_s=1,
                  alive=job_alive(job, log_path))
         os.kill(store.process().pid(), signal.SIGKILL)
         down_at = time.monotonic()
