@@ -46,11 +46,17 @@ def test_a_steady_run_passes_and_the_shared_stacks_services_are_shown_not_judged
     ("lag speed layer", {"lag": lambda m: (2_000 if m == 20 else 10, 4_000)}),  # one minute 6.7 s behind
     ("produce→Postgres p95", {"p95": lambda m: 1_500.0 if m == 12 else 150.0}),
     ("files bronze.clickstream_raw", {"files": lambda m: 5 + 2 * m + 12 * (m % 4)}),  # compaction leaves more
+    ("memory stream job", {"memory": lambda m: {"stream job": 2_000.0 + 150 * m}}),  # past -Xmx 4g + 1.5 GB
 ])
 def test_growth_beyond_a_bound_fails(kind, options):
     result = verdicts(SoakReport(samples=samples(30, **options), warmup_minutes=5))
     assert result[kind] is False
     assert [series for series, ok in result.items() if ok is False] == [kind]
+
+
+def test_the_stream_jobs_jvm_is_held_to_its_heap_size_not_to_a_slope():
+    growing = SoakReport(samples=samples(30, memory=lambda m: {"stream job": 2_000.0 + 60 * m}), warmup_minutes=5)
+    assert verdicts(growing)["memory stream job"] is True  # 3.6 GB/h while its heap fills, up to 3.8 GB of 5.5
 
 
 def test_a_short_run_judges_levels_but_no_trend():
