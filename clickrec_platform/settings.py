@@ -351,19 +351,13 @@ class Settings(BaseSettings):
     def ensure_local_password(self) -> str:
         """Return the Postgres password, generating and storing one for the local cluster if unset."""
         if self.postgres_password is None:
-            self.local_password_file.parent.mkdir(parents=True, exist_ok=True)
-            self.local_password_file.touch(mode=0o600)
-            self.local_password_file.write_text(secrets.token_urlsafe(24))
-            self.postgres_password = SecretStr(self.local_password_file.read_text().strip())
+            self.postgres_password = _generate_secret(self.local_password_file)
         return self.postgres_password.get_secret_value()
 
     def ensure_local_s3_secret(self) -> str:
         """Return the object store's secret key, generating and storing one for the local S3Proxy if unset."""
         if self.s3_secret_key is None:
-            self.local_s3_secret_file.parent.mkdir(parents=True, exist_ok=True)
-            self.local_s3_secret_file.touch(mode=0o600)
-            self.local_s3_secret_file.write_text(secrets.token_urlsafe(24))
-            self.s3_secret_key = SecretStr(self.local_s3_secret_file.read_text().strip())
+            self.s3_secret_key = _generate_secret(self.local_s3_secret_file)
         return self.s3_secret_key.get_secret_value()
 
     def postgres_dsn(self, database: str | None = None, driver: str = "postgresql") -> str:
@@ -378,6 +372,14 @@ class Settings(BaseSettings):
             f"{driver}://{quote(self.postgres_user, safe='')}:{password}@{self.postgres_host}:"
             f"{self.postgres_port}/{database or self.postgres_db}?sslmode={self.postgres_sslmode}"
         )
+
+
+def _generate_secret(path: Path) -> SecretStr:
+    """A random secret written to ``path`` (mode 600, created before it holds anything), as read back."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(secrets.token_urlsafe(24))
+    return SecretStr(path.read_text().strip())
 
 
 @cache
