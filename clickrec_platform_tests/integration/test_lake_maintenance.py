@@ -53,9 +53,10 @@ def _micro_batches(spark, settings, batches: int) -> int:
 
 
 def _evaluate(schedule: dg.ScheduleDefinition, hour: int = 12):
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance,
-                                            scheduled_execution_time=datetime(2026, 1, 5, hour, 7, tzinfo=UTC))
+    # The context is closed too: it enters the instance, which sets Dagster's current defs-state storage;
+    # left open, that storage outlives the instance and breaks every later in-process materialisation.
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 1, 5, hour, 7, tzinfo=UTC)) as context:
         return schedule.evaluate_tick(context)
 
 
