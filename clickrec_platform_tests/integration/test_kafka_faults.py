@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException
 
 from clickrec_platform.events.codec import decode
 from clickrec_platform.lake.tables import BRONZE_CLICKSTREAM, SILVER_EVENTS
 from clickrec_platform.settings import Settings
 from clickrec_platform.stack import services
 from clickrec_platform.stack.kafka import KafkaService, admin_client
-from clickrec_platform.stack.process import pid_alive
+from clickrec_platform.stack.process import ServiceError, pid_alive
 from clickrec_platform.stack.scratch import scratch_settings
 from clickrec_platform_tests.support import (
     consume,
@@ -243,6 +244,15 @@ def test_cluster_node_killed_mid_produce_and_mid_stream_goes_on_then_rejoins(sta
         def partitions() -> dict:
             return admin.list_topics(s.kafka_topic, timeout=10).topics[s.kafka_topic].partitions
 
+        def every_partition(condition) -> bool | None:
+            """``condition`` holds for every partition; None while the metadata request times out (the
+            admin client may still be asking the node just killed, or a controller mid-election)."""
+            try:
+                current = partitions()
+            except KafkaException:
+                return None
+            return all(condition(p) for p in current.values())
+
         wait_for(f"the producer to send {KILL_AFTER:,} events", lambda: traffic.produced() >= KILL_AFTER,
                  timeout_s=120, alive=traffic.alive)
         victim = nodes[1].quorum_leader()
@@ -251,11 +261,12 @@ def test_cluster_node_killed_mid_produce_and_mid_stream_goes_on_then_rejoins(sta
         killed_at = kill_9(nodes[victim].process().pid())
         try:
             wait_for(f"new leaders for partitions {led} of node {victim}",
-                     lambda: all(p.leader not in (victim, -1) for p in partitions().values()), timeout_s=120)
+                     lambda: every_partition(lambda p: p.leader not in (victim, -1)), timeout_s=120)
             failover_s = time.monotonic() - killed_at
             survivor = next(node for node_id, node in nodes.items() if node_id != victim)
-            new_quorum_leader = survivor.quorum_leader()
-            assert new_quorum_leader != victim
+            new_quorum_leader = wait_for(f"a quorum leader other than node {victim}, asked through a survivor",
+                                         lambda: _quorum_leader_other_than(victim, survivor), timeout_s=120,
+                                         interval_s=1)
 
             # No restart needed: the two others take every write (acks=all, 2 in sync) and serve the job.
             summary = traffic.summary()
@@ -269,7 +280,7 @@ def test_cluster_node_killed_mid_produce_and_mid_stream_goes_on_then_rejoins(sta
             restarting_at = time.monotonic()
             nodes[victim].start()
         wait_for(f"node {victim} back in the ISR of every partition of {s.kafka_topic}",
-                 lambda: all(sorted(p.isrs) == [1, 2, 3] for p in partitions().values()), timeout_s=180)
+                 lambda: every_partition(lambda p: sorted(p.isrs) == [1, 2, 3]), timeout_s=180)
         rejoined_s = time.monotonic() - restarting_at
         assert nodes[victim].health().ok
         traffic.stop_job()
@@ -278,3 +289,12 @@ def test_cluster_node_killed_mid_produce_and_mid_stream_goes_on_then_rejoins(sta
           f"{failover_s:.1f}s after, quorum leader now node {new_quorum_leader}; every event delivered and in "
           f"silver {caught_up_s:.1f}s after the kill with the node still down; {figures}; restarted, back in every "
           f"ISR in {rejoined_s:.1f}s")
+
+
+def _quorum_leader_other_than(victim: int, node: KafkaService) -> int | None:
+    """The quorum leader named by ``node`` when it is not ``victim``; None while an election is under way."""
+    try:
+        leader = node.quorum_leader()
+    except ServiceError:
+        return None
+    return leader if leader != victim else None
