@@ -56,11 +56,13 @@ def materialize(settings: Settings, select: str | None = None, partitions: Parti
                 instance: dg.DagsterInstance | None = None, raise_on_error: bool = True,
                 ) -> dg.ExecuteInProcessResult:
     """Materialise `select` (Dagster's selection syntax; everything in the training graph when None) for
-    the event dates in `partitions` (all dates in silver.events when None), in one run, in this process.
+    the event dates in `partitions` (all dates in silver.events when None), in one run, in this process,
+    with the resources configured from `settings` (their lake, Spark master and database).
 
     The run holds the graph's run lock (`run_lock.py`): it waits for any other run on the same lake or
     gold schema, launched by the instance or in another process, and they wait for it."""
     from clickrec_platform.definitions import defs
+    from clickrec_platform.defs.resources import platform_resources
 
     job = defs.resolve_job_def(JOB)
     partitions = partitions or silver_event_dates(settings)
@@ -79,7 +81,7 @@ def materialize(settings: Settings, select: str | None = None, partitions: Parti
     with graph_run_lock(settings, f"in-process pid {os.getpid()} {select or JOB}", say=_say):
         return job.execute_in_process(instance=instance or instance_for(settings), tags=tags, run_config=quiet,
                                       asset_selection=sorted(selection) if selection else None,
-                                      raise_on_error=raise_on_error)
+                                      raise_on_error=raise_on_error, resources=platform_resources(settings))
 
 
 def _say(message: str) -> None:

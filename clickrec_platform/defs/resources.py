@@ -1,8 +1,13 @@
-"""Resources every domain shares, configured from the one settings object."""
+"""Resources every domain shares: each carries its configuration as fields (what Dagster shows and a run's
+config may override), built from the one settings object by `platform_resources`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
+import psycopg
 from pyspark.sql import DataFrame, SparkSession
 
 from clickrec_platform.lake.spark import spark_session
@@ -10,20 +15,33 @@ from clickrec_platform.lake.tables import LakeTable
 from clickrec_platform.settings import Settings, get_settings
 
 
-class SparkResource(dg.ConfigurableResource):
-    """The process's SparkSession: ``local[*]`` by default, a cluster when ``SPARK_MASTER`` says so."""
-
-    app_name: str = "clickrec-dagster"
-
-    def get_session(self) -> SparkSession:
-        return spark_session(get_settings(), app_name=self.app_name)
+def _settings_with(**fields) -> Settings:
+    """The platform's settings with a resource's own configuration in place of theirs."""
+    return get_settings().model_copy(update=fields)
 
 
 class LakeResource(dg.ConfigurableResource):
-    """Where the Delta tables live (``CLICKREC_LAKE_ROOT``; a local folder by default)."""
+    """Where the Delta tables live and how readers reach them: a local folder, or ``s3a://bucket/prefix`` on
+    an S3-compatible store (its credentials stay in the settings: ``CLICKREC_S3_SECRET_KEY`` or the local
+    object store's generated secret, never in run config)."""
+
+    root: str  # a folder, or s3a://bucket/prefix
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_region: str | None = None
+    s3_path_style: bool = True
+    s3_allow_http: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LakeResource:
+        return cls(root=settings.lake_uri, s3_endpoint=settings.s3_endpoint, s3_access_key=settings.s3_access_key,
+                   s3_region=settings.s3_region, s3_path_style=settings.s3_path_style,
+                   s3_allow_http=settings.s3_allow_http)
 
     def settings(self) -> Settings:
-        return get_settings()
+        return _settings_with(lake_root=self.root, s3_endpoint=self.s3_endpoint, s3_access_key=self.s3_access_key,
+                              s3_region=self.s3_region, s3_path_style=self.s3_path_style,
+                              s3_allow_http=self.s3_allow_http)
 
     def table_uri(self, layer: str, name: str) -> str:
         from clickrec_platform.lake.tables import table_path
@@ -39,6 +57,65 @@ class LakeResource(dg.ConfigurableResource):
             raise dg.Failure(description=f"{table.key} does not exist yet at {path}",
                              metadata={"hint": _HINTS.get(table.key, "materialise its asset first")})
         return spark.read.format("delta").load(path)
+
+
+class SparkResource(dg.ConfigurableResource):
+    """The run's SparkSession: ``local[*]``, or a cluster's master (``spark://host:7077``), configured to reach
+    the lake it writes (``lake``: the object store's endpoint and credentials for s3a)."""
+
+    master: str = "local[*]"
+    app_cores: int | None = None  # spark.cores.max on a cluster
+    executor_memory: str = "1g"
+    lake: LakeResource
+    app_name: str = "clickrec-dagster"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, lake: LakeResource | None = None) -> SparkResource:
+        return cls(master=settings.spark_master, app_cores=settings.spark_app_cores,
+                   executor_memory=settings.spark_executor_memory, lake=lake or LakeResource.from_settings(settings))
+
+    def get_session(self) -> SparkSession:
+        """The process's session (one per run process: Spark allows one context per JVM, so the first
+        resource to ask configures it)."""
+        settings = self.lake.settings().model_copy(update={
+            "spark_master": self.master, "spark_app_cores": self.app_cores,
+            "spark_executor_memory": self.executor_memory})
+        return spark_session(settings, app_name=self.app_name)
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """The gold database, as the platform's own role (its password stays in the settings:
+    ``CLICKREC_POSTGRES_PASSWORD`` or the local cluster's generated one)."""
+
+    host: str = "127.0.0.1"
+    port: int = 5433
+    user: str = "clickrec"
+    database: str = "clickrec"
+    sslmode: str = "prefer"
+    gold_schema: str = "gold"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PostgresResource:
+        return cls(host=settings.postgres_host, port=settings.postgres_port, user=settings.postgres_user,
+                   database=settings.postgres_db, sslmode=settings.postgres_sslmode, gold_schema=settings.gold_schema)
+
+    def settings(self) -> Settings:
+        return _settings_with(postgres_host=self.host, postgres_port=self.port, postgres_user=self.user,
+                              postgres_db=self.database, postgres_sslmode=self.sslmode, gold_schema=self.gold_schema)
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(self.settings().postgres_dsn(), autocommit=True, connect_timeout=10) as conn:
+            yield conn
+
+
+def platform_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The resources every asset uses, configured from ``settings``: the definitions bind them from the
+    process's settings; ``orchestration.materialize`` binds them from the settings it is given, so one
+    definitions module runs against either topology (or a scratch lake)."""
+    lake = LakeResource.from_settings(settings)
+    return {"lake": lake, "spark": SparkResource.from_settings(settings, lake),
+            "postgres": PostgresResource.from_settings(settings)}
 
 
 _HINTS = {"silver.events": "run the stream job (`clickrec stream --available-now`) after producing events"}
@@ -76,5 +153,4 @@ def locked_in_process_executor(init_context) -> dg.Executor:
 def resources() -> dg.Definitions:
     # One Spark driver per run: steps share the run process's session instead of each starting a JVM.
     # (The training graph's job holds the run lock too: `locked_in_process_executor`, set on the job.)
-    return dg.Definitions(resources={"spark": SparkResource(), "lake": LakeResource()},
-                          executor=dg.in_process_executor)
+    return dg.Definitions(resources=platform_resources(get_settings()), executor=dg.in_process_executor)

@@ -17,6 +17,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from clickrec_platform import orchestration
+from clickrec_platform.defs.resources import LakeResource, platform_resources
 from clickrec_platform.lake.silver import load_events_into_silver
 from clickrec_platform.lake.tables import GOLD_INTERACTIONS, SILVER_EVENTS
 from clickrec_platform.orchestration import PartitionRange
@@ -125,18 +126,21 @@ def test_the_sensor_asks_for_the_dates_silver_gained(spark, lake):
 
     sensor = defs.resolve_sensor_def("silver_events_sensor")
     dates = _silver_dates(lake)
-    first = sensor.evaluate_tick(dg.build_sensor_context(cursor=None, instance=dg.DagsterInstance.ephemeral()))
+
+    def context(cursor):  # the sensor reads the lake its resource names
+        return dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral(),
+                                       resources={"lake": LakeResource.from_settings(lake)})
+
+    first = sensor.evaluate_tick(context(None))
     (request,) = first.run_requests
     assert (request.tags[orchestration.RANGE_START_TAG], request.tags[orchestration.RANGE_END_TAG]) == (
         dates[0], dates[-1])
-    idle = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor,
-                                                        instance=dg.DagsterInstance.ephemeral()))
+    idle = sensor.evaluate_tick(context(first.cursor))
     assert not idle.run_requests and idle.cursor == first.cursor
 
     later = GeneratorConfig(events=2_000, days=1, seed=8, start_date=date(2015, 5, 20))
     load_events_into_silver(spark, lake, generate_events(later))
-    grown = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor,
-                                                         instance=dg.DagsterInstance.ephemeral()))
+    grown = sensor.evaluate_tick(context(first.cursor))
     (request,) = grown.run_requests
     assert request.tags[orchestration.RANGE_START_TAG] == "2015-05-20"
     assert request.tags[orchestration.RANGE_END_TAG] == orchestration.silver_event_dates(lake).last
@@ -206,7 +210,7 @@ def test_observing_silver_records_its_delta_version_rows_and_freshness(spark, la
     from clickrec_platform.lake.table_versions import latest_version
 
     result = defs.resolve_job_def("observe_silver_events").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral())
+        instance=dg.DagsterInstance.ephemeral(), resources=platform_resources(lake))
     (observation,) = [e.event_specific_data.asset_observation for e in result.all_events
                       if e.event_type_value == "ASSET_OBSERVATION"]
     assert observation.tags["dagster/data_version"] == str(latest_version(SILVER_EVENTS.path(lake), lake))

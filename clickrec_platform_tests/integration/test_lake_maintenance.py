@@ -84,7 +84,7 @@ def test_the_schedule_compacts_the_stream_tables_when_they_have_small_files(spar
     assert nightly.run_config["ops"]["compact_lake"]["config"] == {"vacuum_hours": settings.optimize_vacuum_hours}
 
     result = optimize_lake.execute_in_process(
-        run_config=dg.RunConfig(ops={"compact_lake": OptimizeConfig()}), resources={"spark": SparkResource()})
+        run_config=dg.RunConfig(ops={"compact_lake": OptimizeConfig()}), resources={"spark": SparkResource.from_settings(settings)})
     assert result.success
     summary = result.output_for_node("compact_lake")
     assert summary["before"] == {"silver.events": 12, "ops.stream_batches": 6}

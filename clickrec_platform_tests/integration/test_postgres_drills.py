@@ -91,7 +91,8 @@ def test_kill_9_of_postgres_mid_publish_readers_see_one_whole_version_and_the_re
         drill_postgres, tmp_path, monkeypatch):
     from deltalake import write_deltalake
 
-    from clickrec_platform.defs.publish.assets import PUBLISH_ASSETS, PUBLISH_RETRY_POLICY, PostgresResource
+    from clickrec_platform.defs.publish.assets import PUBLISH_ASSETS, PUBLISH_RETRY_POLICY
+    from clickrec_platform.defs.resources import platform_resources
     from clickrec_platform.lake.tables import table_path
     from clickrec_platform.serving.gold_tables import USER_RECOMMENDATIONS, prepare_gold_schema
     from clickrec_platform.serving.publish import PUBLISH_LOG, publish
@@ -129,7 +130,7 @@ def test_kill_9_of_postgres_mid_publish_readers_see_one_whole_version_and_the_re
     results: list[dg.ExecuteInProcessResult] = []
     reader = threading.Thread(target=read)
     publisher = threading.Thread(target=lambda: results.append(
-        dg.materialize([asset], resources={"postgres": PostgresResource()}, raise_on_error=False)))
+        dg.materialize([asset], resources=platform_resources(get_settings()), raise_on_error=False)))
     reader.start()
     try:
         wait_for("readers to see the old version", lambda: seen, timeout_s=60)

@@ -191,10 +191,11 @@ def lake_and_schema(stack, tmp_path) -> Iterator[Settings]:
 
 
 def _materialize(keys: list[str]) -> dg.ExecuteInProcessResult:
-    from clickrec_platform.defs.publish.assets import PUBLISH_ASSETS, PostgresResource
+    from clickrec_platform.defs.publish.assets import PUBLISH_ASSETS
+    from clickrec_platform.defs.resources import platform_resources
 
     chosen = [a for a in PUBLISH_ASSETS if a.key.path[-1] in keys]
-    return dg.materialize(chosen, resources={"postgres": PostgresResource()}, raise_on_error=False)
+    return dg.materialize(chosen, resources=platform_resources(get_settings()), raise_on_error=False)
 
 
 def test_a_publish_asset_without_its_delta_table_fails_saying_so(lake_and_schema):

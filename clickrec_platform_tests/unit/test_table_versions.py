@@ -132,6 +132,7 @@ def test_a_commit_landing_while_history_is_read_is_not_misnumbered(tmp_path: Pat
 
 def test_after_a_compaction_the_silver_sensor_requests_nothing(tmp_path: Path, monkeypatch):
     from clickrec_platform.defs.features.automation import silver_events_sensor
+    from clickrec_platform.defs.resources import LakeResource
     from clickrec_platform.lake.tables import SILVER_EVENTS
     from clickrec_platform.settings import get_settings
 
@@ -142,7 +143,8 @@ def test_after_a_compaction_the_silver_sensor_requests_nothing(tmp_path: Path, m
 
         def tick(cursor: str | None) -> dg.SensorExecutionData:
             return silver_events_sensor.evaluate_tick(
-                dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral()))
+                dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral(),
+                                        resources={"lake": LakeResource.from_settings(get_settings())}))
 
         for _ in range(2):
             _append(silver, ["2015-05-04", "2015-05-05"])

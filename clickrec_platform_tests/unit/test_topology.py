@@ -55,3 +55,28 @@ def test_duckdb_s3_secret_from_the_settings(tmp_path):
     assert "USE_SSL false" in secret and "KEY_ID 'clickrec'" in secret and "SECRET 'p''w'" in secret
     chain = duck._s3_secret(Settings(home=tmp_path, lake_root="s3a://b/l", s3_path_style=False))
     assert "PROVIDER credential_chain" in chain and "URL_STYLE 'vhost'" in chain and "USE_SSL true" in chain
+
+
+def test_dagster_resources_carry_the_topology_they_were_configured_for(tmp_path, monkeypatch):
+    from clickrec_platform.defs.resources import platform_resources
+    from clickrec_platform.settings import get_settings
+
+    monkeypatch.setenv("CLICKREC_HOME", str(tmp_path))
+    monkeypatch.delenv("CLICKREC_TOPOLOGY", raising=False)
+    get_settings.cache_clear()
+    try:
+        cluster = platform_resources(Settings(home=tmp_path, topology="cluster", postgres_port=6543))
+        local = platform_resources(get_settings())
+        # Configuration as fields (what Dagster's UI shows, what run config may override) …
+        assert (cluster["lake"].root, cluster["lake"].s3_endpoint) == ("s3a://clickrec-lake/lake", "http://127.0.0.1:9000")
+        assert (cluster["spark"].master, cluster["spark"].lake.root) == ("spark://127.0.0.1:7077", cluster["lake"].root)
+        assert (local["spark"].master, local["lake"].root) == ("local[*]", str(tmp_path / "lake"))
+        # … and the settings each hands the assets are the process's with the resource's fields in place,
+        # whatever topology the process itself was started with.
+        lake = cluster["lake"].settings()
+        assert (lake.lake_uri, lake.s3_allow_http, lake.s3_access_key) == ("s3a://clickrec-lake/lake", True, "clickrec")
+        assert cluster["postgres"].settings().postgres_port == 6543
+        assert local["postgres"].settings().postgres_port == get_settings().postgres_port != 6543
+        assert local["lake"].settings().lake_uri == str(tmp_path / "lake")
+    finally:
+        get_settings.cache_clear()

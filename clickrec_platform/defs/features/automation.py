@@ -4,10 +4,9 @@ import dagster as dg
 
 from clickrec_platform.defs.ingest.sources import SILVER_EVENTS_KEY
 from clickrec_platform.defs.partitions import EVENT_DATES
-from clickrec_platform.defs.resources import locked_in_process_executor
+from clickrec_platform.defs.resources import LakeResource, locked_in_process_executor
 from clickrec_platform.lake.table_versions import partitions_added_since
 from clickrec_platform.lake.tables import SILVER_EVENTS
-from clickrec_platform.settings import get_settings
 
 # Reference data, features and (as the training issue adds them) models: everything downstream of silver.
 TRAINING_GRAPH = dg.AssetSelection.groups("reference", "features", "training", "publish")
@@ -33,8 +32,8 @@ daily_training_schedule = dg.build_schedule_from_partitioned_job(
 @dg.sensor(job=training_graph_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED,
            description="Starts the training graph for the event dates that silver.events gained since the last "
                        "run (one run over their range), reading the Delta log.")
-def silver_events_sensor(context: dg.SensorEvaluationContext):
-    settings = get_settings()
+def silver_events_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    settings = lake.settings()
     path = SILVER_EVENTS.path(settings)
     seen = int(context.cursor) if context.cursor else None
     added = partitions_added_since(path, settings, seen, "event_date")

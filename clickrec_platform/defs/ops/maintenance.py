@@ -9,9 +9,8 @@ the stream job's readers and the silver sensor skip them, and they never conflic
 
 import dagster as dg
 
-from clickrec_platform.defs.resources import SparkResource
+from clickrec_platform.defs.resources import LakeResource, SparkResource
 from clickrec_platform.lake.maintenance import COMPACTED, compact, small_files
-from clickrec_platform.settings import get_settings
 
 VACUUM_HOUR_UTC = 3
 
@@ -23,7 +22,7 @@ class OptimizeConfig(dg.Config):
 @dg.op(description="Delta OPTIMIZE (bin-packing) of the stream job's append-only tables "
                    + ", ".join(t.key for t in COMPACTED) + "; VACUUM when configured.")
 def compact_lake(context: dg.OpExecutionContext, config: OptimizeConfig, spark: SparkResource) -> dg.Output[dict]:
-    settings = get_settings()
+    settings = spark.lake.settings()
     before = small_files(settings)
     lines = list(compact(settings, vacuum_hours=config.vacuum_hours, spark=spark.get_session()))
     for line in lines:
@@ -44,8 +43,8 @@ def optimize_lake():
 @dg.schedule(job=optimize_lake, cron_schedule="7,37 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING,
              description="Every 30 minutes: compact the stream job's tables when the Delta logs show small files "
                          "to compact; at 03:xx UTC also VACUUM.")
-def optimize_lake_every_30_minutes(context: dg.ScheduleEvaluationContext):
-    settings = get_settings()
+def optimize_lake_every_30_minutes(context: dg.ScheduleEvaluationContext, lake: LakeResource):
+    settings = lake.settings()
     found = small_files(settings)
     due = {table: n for table, n in found.items() if n >= settings.optimize_min_small_files}
     vacuum = context.scheduled_execution_time is not None and \

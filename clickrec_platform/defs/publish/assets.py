@@ -6,8 +6,6 @@ new version of the Postgres table and switches the view to it in one transaction
 ``user_stats`` and ``items`` from the feature tables.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import dagster as dg
 import pandas as pd
@@ -17,6 +15,7 @@ from psycopg import sql
 from clickrec_platform.defs import checks
 from clickrec_platform.defs.features.assets import ITEM_FEATURES_KEY, USER_FEATURES_KEY
 from clickrec_platform.defs.reference.assets import CATEGORIES_KEY
+from clickrec_platform.defs.resources import LakeResource, PostgresResource
 from clickrec_platform.defs.training.assets import (
     POPULAR_ITEMS_KEY,
     SIMILAR_ITEMS_KEY,
@@ -30,7 +29,6 @@ from clickrec_platform.serving.gold_tables import (
     prepare_gold_schema,
 )
 from clickrec_platform.serving.publish import PublishedTable, PublishResult, publish
-from clickrec_platform.settings import Settings, get_settings
 
 # What each published table is made from (asset keys of the Delta tables).
 SOURCE_KEYS: dict[str, list[list[str]]] = {
@@ -51,18 +49,6 @@ PUBLISH_RETRY_POLICY = dg.RetryPolicy(max_retries=4, delay=10, backoff=dg.Backof
 
 def publish_key(name: str) -> list[str]:
     return ["postgres", "gold", name]
-
-
-class PostgresResource(dg.ConfigurableResource):
-    """The gold database, as the platform's own role (CLICKREC_POSTGRES_* settings)."""
-
-    def settings(self) -> Settings:
-        return get_settings()
-
-    @contextmanager
-    def connect(self) -> Iterator[psycopg.Connection]:
-        with psycopg.connect(self.settings().postgres_dsn(), autocommit=True, connect_timeout=10) as conn:
-            yield conn
 
 
 def _preview(conn: psycopg.Connection, schema: str, name: str, rows: int = 10) -> dg.MetadataValue:
@@ -102,11 +88,11 @@ def build_publish_asset(spec: PublishedTable) -> dg.AssetsDefinition:
         description=f"{spec.comment} Loaded by COPY into a new version, indexed, and swapped in atomically "
                     f"behind the view gold.{spec.name}; rows carry {provenance}.",
     )
-    def publish_table(context: dg.AssetExecutionContext, postgres: PostgresResource):
+    def publish_table(context: dg.AssetExecutionContext, postgres: PostgresResource, lake: LakeResource):
         settings = postgres.settings()
         schema = settings.gold_schema
         try:
-            with open_source(settings, spec.name) as source, postgres.connect() as conn:
+            with open_source(lake.settings(), spec.name) as source, postgres.connect() as conn:
                 prepare_gold_schema(conn, settings)
                 result: PublishResult = publish(
                     conn, spec, source.batches, schema=schema, source=source.description,
@@ -145,4 +131,4 @@ PUBLISH_ASSETS = [build_publish_asset(spec) for spec in PUBLISHED_TABLES]
 
 @dg.definitions
 def publish_definitions() -> dg.Definitions:
-    return dg.Definitions(assets=PUBLISH_ASSETS, resources={"postgres": PostgresResource()})
+    return dg.Definitions(assets=PUBLISH_ASSETS)
