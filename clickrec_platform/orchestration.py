@@ -62,9 +62,8 @@ def materialize(settings: Settings, select: str | None = None, partitions: Parti
     The run holds the graph's run lock (`run_lock.py`): it waits for any other run on the same lake or
     gold schema, launched by the instance or in another process, and they wait for it."""
     from clickrec_platform.definitions import defs
-    from clickrec_platform.defs.resources import platform_resources
 
-    job = defs.resolve_job_def(JOB)
+    job = definitions_for(settings).resolve_job_def(JOB)
     partitions = partitions or silver_event_dates(settings)
     if partitions is None:
         raise RuntimeError(f"silver.events at {SILVER_EVENTS.path(settings)} is empty: stream events first")
@@ -81,7 +80,18 @@ def materialize(settings: Settings, select: str | None = None, partitions: Parti
     with graph_run_lock(settings, f"in-process pid {os.getpid()} {select or JOB}", say=_say):
         return job.execute_in_process(instance=instance or instance_for(settings), tags=tags, run_config=quiet,
                                       asset_selection=sorted(selection) if selection else None,
-                                      raise_on_error=raise_on_error, resources=platform_resources(settings))
+                                      raise_on_error=raise_on_error)
+
+
+def definitions_for(settings: Settings) -> dg.Definitions:
+    """The platform's definitions with their resources configured from ``settings`` in place of the process's
+    (the same assets, jobs, schedules and sensors, on another lake, database or Spark master)."""
+    from dagster_shared.record import copy  # Definitions is an immutable record
+
+    from clickrec_platform.definitions import defs
+    from clickrec_platform.defs.resources import platform_resources
+
+    return copy(defs, resources={**(defs.resources or {}), **platform_resources(settings)})
 
 
 def _say(message: str) -> None:

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     mlflow_port: int = 5000
     mlflow_tracking_uri: str | None = Field(default=None, validation_alias=_env("MLFLOW_TRACKING_URI"))
     mlflow_experiment: str = "clickrec"
+    # Where the tracking server keeps run artifacts and models (it serves them to clients: `--serve-artifacts`):
+    # unset, the folder `<home>/mlflow-artifacts`; the cluster topology puts them in the object store beside the
+    # lake (s3://<lake_bucket>/mlflow-artifacts, reached with the s3_* settings).
+    mlflow_artifacts_destination: str | None = None
 
     # Dagster
     dagster_home: Path | None = Field(default=None, validation_alias=_env("DAGSTER_HOME"))
@@ -279,6 +283,7 @@ class Settings(BaseSettings):
             "s3_allow_http": True,
             "s3_path_style": True,
             "s3_access_key": "clickrec",
+            "mlflow_artifacts_destination": f"s3://{self.lake_bucket}/mlflow-artifacts",
         }
         for name, value in cluster.items():
             if name not in given:
@@ -334,6 +339,11 @@ class Settings(BaseSettings):
     @property
     def mlflow_artifacts_dir(self) -> Path:
         return self.home / "mlflow-artifacts"
+
+    @property
+    def mlflow_artifacts_uri(self) -> str:
+        """The tracking server's artifact store: the destination setting, else the local folder."""
+        return self.mlflow_artifacts_destination or self.mlflow_artifacts_dir.as_uri()
 
     # Endpoints -------------------------------------------------------------------------------
     @property

@@ -1,4 +1,5 @@
-"""MLflow tracking server: PostgreSQL backend store, artifacts served from a local folder, UI on :5000."""
+"""MLflow tracking server: PostgreSQL backend store, UI on :5000, artifacts served by the server from a local
+folder or (the cluster topology, or `CLICKREC_MLFLOW_ARTIFACTS_DESTINATION=s3://…`) an S3-compatible store."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import httpx
 
+from clickrec_platform.settings import Settings
 from clickrec_platform.stack.process import ManagedProcess
 from clickrec_platform.stack.service import Health, LocalService
 
@@ -20,15 +22,17 @@ class MlflowService(LocalService):
 
     def process(self) -> ManagedProcess:
         s = self.settings
-        s.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
+        if not s.mlflow_artifacts_uri.startswith("s3://"):
+            s.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
         mlflow = Path(sys.executable).with_name("mlflow")
         return ManagedProcess(
             name=self.name,
             argv=[str(mlflow), "server", "--host", s.bind_host, "--port", str(s.mlflow_port),
                   "--workers", "1", "--serve-artifacts",
-                  "--artifacts-destination", s.mlflow_artifacts_dir.as_uri()],
-            # Through the environment, so the password never shows in the process list.
-            env=lambda: {"MLFLOW_BACKEND_STORE_URI": s.postgres_dsn(s.mlflow_db, driver="postgresql+psycopg2")},
+                  "--artifacts-destination", s.mlflow_artifacts_uri],
+            # Through the environment, so the passwords never show in the process list.
+            env=lambda: {"MLFLOW_BACKEND_STORE_URI": s.postgres_dsn(s.mlflow_db, driver="postgresql+psycopg2"),
+                         **artifact_store_environment(s)},
             state_dir=s.state_dir, ready=lambda: self.health().ok,
             ports=[(s.bind_host, s.mlflow_port)], cmdline_marker="mlflow",
         )
@@ -40,3 +44,22 @@ class MlflowService(LocalService):
         except httpx.HTTPError as exc:
             return Health(False, f"{type(exc).__name__}: {exc}")
         return Health(response.status_code == 200, f"MLflow {version}, /health {response.status_code}")
+
+
+def artifact_store_environment(settings: Settings) -> dict[str, str]:
+    """What MLflow's S3 artifact repository (boto3) needs to reach an s3:// destination: the endpoint of an
+    S3-compatible store and the credentials, from the s3_* settings; nothing for a folder."""
+    if not settings.mlflow_artifacts_uri.startswith("s3://"):
+        return {}
+    environment = {"AWS_DEFAULT_REGION": settings.s3_region or "us-east-1",
+                   # boto3 ≥ 1.36 adds CRC checksum headers to every upload, which S3-compatible stores such as
+                   # S3Proxy 2.6 refuse ("NotImplemented"); send them only where an operation requires them.
+                   "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+                   "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
+    if settings.s3_endpoint:
+        environment["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint
+    if settings.s3_access_key:
+        environment["AWS_ACCESS_KEY_ID"] = settings.s3_access_key
+    if settings.s3_secret_key:
+        environment["AWS_SECRET_ACCESS_KEY"] = settings.s3_secret_key.get_secret_value()
+    return environment

@@ -17,7 +17,6 @@ import pytest
 from pyspark.sql import functions as F
 
 from clickrec_platform import orchestration
-from clickrec_platform.defs.resources import LakeResource, platform_resources
 from clickrec_platform.lake.silver import load_events_into_silver
 from clickrec_platform.lake.tables import GOLD_INTERACTIONS, SILVER_EVENTS
 from clickrec_platform.orchestration import PartitionRange
@@ -122,14 +121,13 @@ def test_a_backfill_in_one_run_equals_days_one_by_one_and_reruns_do_not_duplicat
 
 
 def test_the_sensor_asks_for_the_dates_silver_gained(spark, lake):
-    from clickrec_platform.definitions import defs
-
-    sensor = defs.resolve_sensor_def("silver_events_sensor")
+    definitions = orchestration.definitions_for(lake)  # their lake resource: this test's lake
+    sensor = definitions.resolve_sensor_def("silver_events_sensor")
     dates = _silver_dates(lake)
 
-    def context(cursor):  # the sensor reads the lake its resource names
+    def context(cursor):
         return dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral(),
-                                       resources={"lake": LakeResource.from_settings(lake)})
+                                       resources={"lake": definitions.resources["lake"]})
 
     first = sensor.evaluate_tick(context(None))
     (request,) = first.run_requests
@@ -206,11 +204,10 @@ def _metadata_of_failed_checks(result: dg.ExecuteInProcessResult) -> dict[str, s
 
 
 def test_observing_silver_records_its_delta_version_rows_and_freshness(spark, lake):
-    from clickrec_platform.definitions import defs
     from clickrec_platform.lake.table_versions import latest_version
 
-    result = defs.resolve_job_def("observe_silver_events").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), resources=platform_resources(lake))
+    result = orchestration.definitions_for(lake).resolve_job_def("observe_silver_events").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral())
     (observation,) = [e.event_specific_data.asset_observation for e in result.all_events
                       if e.event_type_value == "ASSET_OBSERVATION"]
     assert observation.tags["dagster/data_version"] == str(latest_version(SILVER_EVENTS.path(lake), lake))

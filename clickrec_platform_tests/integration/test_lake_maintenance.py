@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
+from clickrec_platform.defs.resources import LakeResource, SparkResource
 from clickrec_platform.lake.maintenance import active_files, small_files
 from clickrec_platform.lake.tables import OPS_STREAM_BATCHES, SILVER_EVENTS
 from clickrec_platform.settings import get_settings
@@ -52,11 +53,12 @@ def _micro_batches(spark, settings, batches: int) -> int:
     return rows
 
 
-def _evaluate(schedule: dg.ScheduleDefinition, hour: int = 12):
+def _evaluate(schedule: dg.ScheduleDefinition, settings, hour: int = 12):
     # The context is closed too: it enters the instance, which sets Dagster's current defs-state storage;
     # left open, that storage outlives the instance and breaks every later in-process materialisation.
     with dg.instance_for_test() as instance, dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=datetime(2026, 1, 5, hour, 7, tzinfo=UTC)) as context:
+            instance=instance, scheduled_execution_time=datetime(2026, 1, 5, hour, 7, tzinfo=UTC),
+            resources={"lake": LakeResource.from_settings(settings)}) as context:
         return schedule.evaluate_tick(context)
 
 
@@ -67,20 +69,19 @@ def test_the_schedule_compacts_the_stream_tables_when_they_have_small_files(spar
         optimize_lake,
         optimize_lake_every_30_minutes,
     )
-    from clickrec_platform.defs.resources import SparkResource
 
     settings = scratch_lake
     schedule = defs.get_schedule_def("optimize_lake_every_30_minutes")
     assert schedule.job_name == "optimize_lake" and schedule.cron_schedule == "7,37 * * * *"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert _evaluate(optimize_lake_every_30_minutes).skip_message.startswith("nothing to compact")  # no tables
+    assert _evaluate(optimize_lake_every_30_minutes, settings).skip_message.startswith("nothing to compact")  # no tables
 
     rows = _micro_batches(spark, settings, batches=6)
     before = {t.key: len(active_files(settings, t)) for t in (SILVER_EVENTS, OPS_STREAM_BATCHES)}
     assert small_files(settings) == {"silver.events": 12, "ops.stream_batches": 6}
-    (request,) = _evaluate(optimize_lake_every_30_minutes).run_requests
+    (request,) = _evaluate(optimize_lake_every_30_minutes, settings).run_requests
     assert request.run_config["ops"]["compact_lake"]["config"].get("vacuum_hours") is None
-    (nightly,) = _evaluate(optimize_lake_every_30_minutes, hour=3).run_requests  # VACUUM at 03:xx
+    (nightly,) = _evaluate(optimize_lake_every_30_minutes, settings, hour=3).run_requests  # VACUUM at 03:xx
     assert nightly.run_config["ops"]["compact_lake"]["config"] == {"vacuum_hours": settings.optimize_vacuum_hours}
 
     result = optimize_lake.execute_in_process(
@@ -95,4 +96,4 @@ def test_the_schedule_compacts_the_stream_tables_when_they_have_small_files(spar
     assert spark.read.format("delta").load(SILVER_EVENTS.path(settings)).count() == rows  # no data changed
     history = spark.sql(f"DESCRIBE HISTORY delta.`{SILVER_EVENTS.path(settings)}`").first()
     assert history.operation == "OPTIMIZE"
-    assert _evaluate(optimize_lake_every_30_minutes).skip_message.startswith("nothing to compact")
+    assert _evaluate(optimize_lake_every_30_minutes, settings).skip_message.startswith("nothing to compact")
