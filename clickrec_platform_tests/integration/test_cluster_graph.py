@@ -14,6 +14,7 @@ import pytest
 
 from clickrec_platform import orchestration
 from clickrec_platform.events.codec import encode, kafka_key
+from clickrec_platform.events.contract import frame_to_events
 from clickrec_platform.lake.tables import (
     GOLD_INTERACTIONS,
     GOLD_ITEM_FEATURES,
@@ -23,12 +24,7 @@ from clickrec_platform.lake.tables import (
     SILVER_EVENTS,
     SILVER_ITEMS,
 )
-from clickrec_platform.sources.generator import (
-    GeneratorConfig,
-    frame_to_events,
-    generate_events,
-    write_catalogue_files,
-)
+from clickrec_platform.sources.generator import GeneratorConfig, generate_events, write_catalogue_files
 from clickrec_platform.stack.scratch import ISOLATED_FIELDS, TOPOLOGY_FIELDS, scratch_settings
 from clickrec_platform_tests.support import delta_rows, lake_of_its_own, produce, stream_process
 
@@ -67,11 +63,9 @@ def test_the_feature_graph_on_the_cluster_gives_the_local_topology_tables(spark,
         run_id = next(word for line in run.stdout.splitlines() for word in line.split() if len(word) == 36
                       and word.count("-") == 4)
         instance = orchestration.instance_for(s)
-        records = instance.get_records_for_run(run_id).records
-        checks = {r.event_log_entry.dagster_event.event_specific_data.check_name:
-                  r.event_log_entry.dagster_event.event_specific_data.passed for r in records
-                  if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_type_value
-                  == "ASSET_CHECK_EVALUATION"}
+        evaluations = [entry.dagster_event.event_specific_data for entry in instance.all_logs(run_id)
+                       if entry.dagster_event and entry.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
+        checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in evaluations}
         assert len(checks) >= 14 and all(checks.values()), {k: v for k, v in checks.items() if not v}
         run_record = instance.get_run_by_id(run_id)
         assert run_record.status == dg.DagsterRunStatus.SUCCESS
