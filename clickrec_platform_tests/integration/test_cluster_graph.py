@@ -57,18 +57,8 @@ def test_the_feature_graph_on_the_cluster_gives_the_local_topology_tables(spark,
         env = {**os.environ, **s.as_environment(*ISOLATED_FIELDS, *TOPOLOGY_FIELDS),
                "CLICKREC_REFERENCE_DIR": str(reference), "CLICKREC_SPARK_DRIVER_MEMORY": "1g"}
         assert env["CLICKREC_TOPOLOGY"] == "cluster"
-        run = subprocess.run([CLICKREC, "materialize", "--select", FEATURE_GRAPH], env=env, capture_output=True,
-                             text=True, timeout=1500)
-        assert run.returncode == 0, f"{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
-        run_id = next(word for line in run.stdout.splitlines() for word in line.split() if len(word) == 36
-                      and word.count("-") == 4)
-        instance = orchestration.instance_for(s)
-        evaluations = [entry.dagster_event.event_specific_data for entry in instance.all_logs(run_id)
-                       if entry.dagster_event and entry.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
-        checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in evaluations}
+        checks = _materialize(s, env, FEATURE_GRAPH)
         assert len(checks) >= 14 and all(checks.values()), {k: v for k, v in checks.items() if not v}
-        run_record = instance.get_run_by_id(run_id)
-        assert run_record.status == dg.DagsterRunStatus.SUCCESS
         on_cluster = {table.key: _rows(s, table) for table in TABLES}
 
     # The same events and definitions on the local topology (local[*], a lake folder), in this process.
@@ -78,3 +68,18 @@ def test_the_feature_graph_on_the_cluster_gives_the_local_topology_tables(spark,
     for table in TABLES:
         assert on_cluster[table.key], f"{table.key} is empty on the cluster"
         assert on_cluster[table.key] == on_local[table.key], f"{table.key} differs between the topologies"
+
+
+def _materialize(settings, env: dict[str, str], select: str) -> dict[tuple[str, str], bool]:
+    """`clickrec materialize --select SELECT` in a process of its own; its run's check results, read back from
+    the Dagster instance, once it succeeded."""
+    run = subprocess.run([CLICKREC, "materialize", "--select", select], env=env, capture_output=True, text=True,
+                         timeout=1500)
+    assert run.returncode == 0, f"{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
+    run_id = next(word for line in run.stdout.splitlines() for word in line.split()
+                  if len(word) == 36 and word.count("-") == 4)
+    instance = orchestration.instance_for(settings)
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+    evaluations = [entry.dagster_event.event_specific_data for entry in instance.all_logs(run_id)
+                   if entry.dagster_event and entry.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
+    return {(e.asset_key.to_user_string(), e.check_name): e.passed for e in evaluations}
