@@ -556,12 +556,19 @@ def bench_produce(
 def bench_stream_catchup(
     events: Annotated[int, typer.Option(help="Events to ingest.")] = 2_000_000,
     floors: Annotated[bool, typer.Option(help="Then time each stage alone on the same events.")] = True,
+    topology: Annotated[str | None, typer.Option(
+        help="'cluster': the same events on the local topology, then on the cluster one (`clickrec --topology "
+             "cluster up` first), side by side, with events/s per executor core.")] = None,
 ) -> None:
     """Catch-up ingest Kafka → silver (+ gold): events/s of an available-now run on a fresh lake, per
     batch, and the floors: each stage every event goes through, timed alone."""
-    from clickrec_platform.benchmarks.stream import run_catchup_benchmark
+    from clickrec_platform.benchmarks.stream import run_catchup_benchmark, run_topology_comparison
 
-    for line in run_catchup_benchmark(get_settings(), events, floors):
+    if topology not in (None, "local", "cluster"):
+        raise typer.BadParameter("local or cluster", param_hint="--topology")
+    lines = run_topology_comparison(events) if topology == "cluster" else \
+        run_catchup_benchmark(get_settings(), events, floors)
+    for line in lines:
         console.print(line, highlight=False)
 
 

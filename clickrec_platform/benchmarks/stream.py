@@ -6,8 +6,17 @@ bronze; gold: silver → gold). The live path's latency is `clickrec bench speed
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from clickrec_platform.producer.run import produce_generated
 from clickrec_platform.settings import Settings
@@ -21,7 +30,27 @@ def _produce_generated(settings: Settings, events: int, pacer=None, stop: thread
     return produce_generated(settings, config, pacer, progress=False, stop=stop).delivered
 
 
-def run_catchup_benchmark(settings: Settings, events: int, floors: bool = True) -> list[str]:
+@dataclass
+class CatchupFigures:
+    """One available-now catch-up run: what it ingested, on which engines, and how long each part took."""
+
+    topology: str
+    spark_master: str
+    executor_cores: int  # the cores the run's executors held (local[*]: the machine's; a cluster: cores.max)
+    produced: int
+    ingest_s: float
+    gold_s: float
+    total_s: float
+    jit_s: float
+    batches: list[tuple[int, float]]
+    floors: dict[str, float] | None = None
+
+    @property
+    def ingest_per_s(self) -> float:
+        return self.produced / self.ingest_s
+
+
+def measure_catchup(settings: Settings, events: int, floors: bool = True) -> CatchupFigures:
     from spark_jobs.clickstream_stream import StreamOptions, run
 
     with scratch_settings(settings, "bench") as scratch:
@@ -31,32 +60,91 @@ def run_catchup_benchmark(settings: Settings, events: int, floors: bool = True) 
         started = time.perf_counter()
         seconds = run(scratch, options)
         total_s = time.perf_counter() - started
-        jit_s = _jit_compile_seconds(scratch)
-        batches = _ingest_batches(scratch)
-        stage_floors = _stage_floors(scratch, produced) if floors else None
-    to_silver = seconds["ingest"]
+        return CatchupFigures(
+            topology=settings.topology, spark_master=settings.spark_master, executor_cores=_executor_cores(settings),
+            produced=produced, ingest_s=seconds["ingest"], gold_s=seconds["gold"], total_s=total_s,
+            jit_s=_jit_compile_seconds(scratch), batches=_ingest_batches(scratch),
+            floors=_stage_floors(scratch, produced) if floors else None)
+
+
+def run_catchup_benchmark(settings: Settings, events: int, floors: bool = True) -> list[str]:
+    figures = measure_catchup(settings, events, floors)
+    produced, to_silver = figures.produced, figures.ingest_s
     lines = [
         f"events produced: {produced:,}; settings: {settings.spark_master}, shuffle partitions "
-        f"{settings.spark_shuffle_partitions}, maxOffsetsPerTrigger {options.max_offsets_per_trigger}, "
-        f"maxFilesPerTrigger {options.max_files_per_trigger}",
+        f"{settings.spark_shuffle_partitions}, maxOffsetsPerTrigger {settings.stream_max_offsets_per_trigger}, "
+        f"maxFilesPerTrigger {settings.stream_max_files_per_trigger}",
         f"Kafka → silver (ingest query: parse, validate, dedup → silver, quarantine, bronze as received): "
         f"{produced / to_silver:>9,.0f} events/s ({to_silver:.1f}s)",
-        "  per batch: " + "; ".join(f"{rows:,} in {secs:.1f}s ({rows / secs:,.0f}/s)" for rows, secs in batches)
+        "  per batch: " + "; ".join(f"{rows:,} in {secs:.1f}s ({rows / secs:,.0f}/s)" for rows, secs in figures.batches)
         + " (the first one also warms the JVM up: its JIT compiler shares the cores with the work)",
         f"silver → gold (gold query: windows, trending, totals in Delta; windows, totals, latest items per "
         f"visitor and recent events in Postgres): "
-        f"{produced / seconds['gold']:>9,.0f} events/s ({seconds['gold']:.1f}s)",
-        f"whole run incl. Spark start and table setup: {total_s:.1f}s; by its end the JVM's JIT compilers had "
-        f"used {jit_s:.1f}s of CPU (since Spark started, beside the work on the same cores)",
+        f"{produced / figures.gold_s:>9,.0f} events/s ({figures.gold_s:.1f}s)",
+        f"whole run incl. Spark start and table setup: {figures.total_s:.1f}s; by its end the JVM's JIT compilers "
+        f"had used {figures.jit_s:.1f}s of CPU (since Spark started, beside the work on the same cores)",
     ]
-    if stage_floors:
-        bound = produced / sum(stage_floors.values())
+    if figures.floors:
+        bound = produced / sum(figures.floors.values())
         lines += ["floors: each stage every event goes through, alone on the same events with a warm JVM "
                   "(best of 2):",
                   *(f"  {name}: {produced / secs:>9,.0f} events/s ({secs:.1f}s)"
-                    for name, secs in stage_floors.items()),
+                    for name, secs in figures.floors.items()),
                   f"  one after the other (what the ingest query must do at least): at most {bound:,.0f} events/s"]
     return lines
+
+
+def run_topology_comparison(events: int, topologies: tuple[str, ...] = ("local", "cluster")) -> Iterator[str]:
+    """The same number of generated events caught up on each topology, one after the other, each in a process
+    of its own (Spark allows one master per process), then their figures side by side."""
+    runs: list[CatchupFigures] = []
+    for topology in topologies:
+        with tempfile.TemporaryDirectory(prefix="clickrec-bench-catchup-") as folder:
+            out = Path(folder) / "figures.json"
+            env = {**os.environ, "CLICKREC_TOPOLOGY": topology}
+            child = subprocess.run([sys.executable, "-m", "clickrec_platform.benchmarks.stream", "--events",
+                                    str(events), "--json", str(out)], env=env, capture_output=True, text=True)
+            if child.returncode != 0:
+                raise RuntimeError(f"the {topology} run failed ({child.returncode}):\n{child.stderr[-3000:]}")
+            raw = json.loads(out.read_text())
+            runs.append(CatchupFigures(**{**raw, "batches": [tuple(b) for b in raw["batches"]]}))
+        yield f"{topology}: done in {runs[-1].total_s:.1f}s"
+    yield from compare_lines(runs)
+
+
+def compare_lines(runs: list[CatchupFigures]) -> list[str]:
+    width = max(len(r.topology) for r in runs) + 2
+    header = f"{'':<44}" + "".join(f"{r.topology:>{width + 12}}" for r in runs)
+
+    def row(label: str, cell) -> str:
+        return f"{label:<44}" + "".join(f"{cell(r):>{width + 12}}" for r in runs)
+
+    lines = [
+        f"{runs[0].produced:,} generated events, one available-now run each:",
+        header,
+        row("Spark master", lambda r: r.spark_master),
+        row("executor cores (slots)", lambda r: f"{r.executor_cores}"),
+        row("Kafka → silver + bronze, events/s", lambda r: f"{r.ingest_per_s:,.0f}"),
+        row("  per executor core, events/s", lambda r: f"{r.ingest_per_s / r.executor_cores:,.0f}"),
+        row("  ingest seconds", lambda r: f"{r.ingest_s:.1f}"),
+        row("  batches", lambda r: f"{len(r.batches)}"),
+        row("silver → gold, events/s", lambda r: f"{r.produced / r.gold_s:,.0f}"),
+        row("whole run incl. Spark start, seconds", lambda r: f"{r.total_s:.1f}"),
+    ]
+    if len(runs) == 2:
+        local, other = runs
+        lines.append(f"{other.topology} ingest takes {other.ingest_s / local.ingest_s:.2f}× the {local.topology} "
+                     f"time on this machine")
+    return lines
+
+
+def _executor_cores(settings: Settings) -> int:
+    from clickrec_platform.lake.spark import spark_session
+
+    context = spark_session(settings).sparkContext
+    if context.master.startswith("local"):
+        return context.defaultParallelism
+    return int(context.getConf().get("spark.cores.max", str(context.defaultParallelism)))
 
 
 def _jit_compile_seconds(settings: Settings) -> float:
@@ -115,3 +203,18 @@ def _stage_floors(settings: Settings, events: int) -> dict[str, float]:
             lambda: with_ingest_time(rows.select(*records.columns)).write.format("delta").mode("append")
             .partitionBy("ingest_date").save(table_path(settings, "floors", "bronze")))
     return floors
+
+
+def main() -> None:
+    """One topology's figures as JSON (the child of `run_topology_comparison`; the topology is the environment's)."""
+    from clickrec_platform.settings import get_settings
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, required=True)
+    parser.add_argument("--json", type=Path, required=True)
+    args = parser.parse_args()
+    args.json.write_text(json.dumps(asdict(measure_catchup(get_settings(), args.events, floors=False))))
+
+
+if __name__ == "__main__":
+    main()
