@@ -569,7 +569,7 @@ def bench_stream_catchup(
     lines = run_topology_comparison(events) if topology == "cluster" else \
         run_catchup_benchmark(get_settings(), events, floors)
     for line in lines:
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)  # a table's rows stay whole in a narrow terminal
 
 
 @bench.command("speed")

@@ -44,6 +44,7 @@ class CatchupFigures:
     jit_s: float
     batches: list[tuple[int, float]]
     floors: dict[str, float] | None = None
+    load_average: float | None = None  # the machine's 1-minute load average when the run ended
 
     @property
     def ingest_per_s(self) -> float:
@@ -64,7 +65,7 @@ def measure_catchup(settings: Settings, events: int, floors: bool = True) -> Cat
             topology=settings.topology, spark_master=settings.spark_master, executor_cores=_executor_cores(settings),
             produced=produced, ingest_s=seconds["ingest"], gold_s=seconds["gold"], total_s=total_s,
             jit_s=_jit_compile_seconds(scratch), batches=_ingest_batches(scratch),
-            floors=_stage_floors(scratch, produced) if floors else None)
+            floors=_stage_floors(scratch, produced) if floors else None, load_average=os.getloadavg()[0])
 
 
 def run_catchup_benchmark(settings: Settings, events: int, floors: bool = True) -> list[str]:
@@ -113,11 +114,11 @@ def run_topology_comparison(events: int, topologies: tuple[str, ...] = ("local",
 
 
 def compare_lines(runs: list[CatchupFigures]) -> list[str]:
-    width = max(len(r.topology) for r in runs) + 2
-    header = f"{'':<44}" + "".join(f"{r.topology:>{width + 12}}" for r in runs)
+    width = max(24, *(len(r.spark_master) + 2 for r in runs))
+    header = f"{'':<44}" + "".join(f"{r.topology:>{width}}" for r in runs)
 
     def row(label: str, cell) -> str:
-        return f"{label:<44}" + "".join(f"{cell(r):>{width + 12}}" for r in runs)
+        return f"{label:<44}" + "".join(f"{cell(r):>{width}}" for r in runs)
 
     lines = [
         f"{runs[0].produced:,} generated events, one available-now run each:",
@@ -130,6 +131,7 @@ def compare_lines(runs: list[CatchupFigures]) -> list[str]:
         row("  batches", lambda r: f"{len(r.batches)}"),
         row("silver → gold, events/s", lambda r: f"{r.produced / r.gold_s:,.0f}"),
         row("whole run incl. Spark start, seconds", lambda r: f"{r.total_s:.1f}"),
+        row("load average (1 min) at the end", lambda r: "" if r.load_average is None else f"{r.load_average:.1f}"),
     ]
     if len(runs) == 2:
         local, other = runs
