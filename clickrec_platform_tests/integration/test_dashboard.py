@@ -11,7 +11,6 @@ state dir.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 from clickrec_platform.stack.dashboard_server import DashboardService
 from clickrec_platform.stack.scratch import scratch_process_settings
 from clickrec_platform_tests.browser import Page, headless_chromium
+from clickrec_platform_tests.support import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -83,12 +83,6 @@ class Dashboard:
 
     def wait_until(self, done, timeout_s: float = 90.0) -> dict:
         return self.page.wait_for(PAGE_STATE, lambda s: not s["busy"] and done(s), timeout_s)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,7 @@ import httpx
 import pytest
 
 from clickrec_platform.stack.process import ManagedProcess, ServiceError, pid_alive
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from clickrec_platform_tests.support import free_port
 
 
 def http_server(tmp_path, port: int, argv: list[str] | None = None) -> ManagedProcess:
