@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -98,8 +99,16 @@ def run_catchup_benchmark(settings: Settings, events: int, floors: bool = True) 
 def run_topology_comparison(events: int, topologies: tuple[str, ...] = ("local", "cluster")) -> Iterator[str]:
     """The same number of generated events caught up on each topology, one after the other, each in a process
     of its own (Spark allows one master per process), then their figures side by side."""
+    from clickrec_platform.settings import Settings
+    from clickrec_platform.stack import services
+
     runs: list[CatchupFigures] = []
+    cpu: list[dict[str, float]] = []
     for topology in topologies:
+        engines = {service.name: service.process() for service in services(Settings(topology=topology))
+                   if service.name.startswith(("kafka", "s3proxy", "spark", "postgres"))}
+        before = {name: _cpu_seconds(process.pid()) for name, process in engines.items()}
+        children_before = _children_cpu_seconds()
         with tempfile.TemporaryDirectory(prefix="clickrec-bench-catchup-") as folder:
             out = Path(folder) / "figures.json"
             env = {**os.environ, "CLICKREC_TOPOLOGY": topology}
@@ -109,8 +118,17 @@ def run_topology_comparison(events: int, topologies: tuple[str, ...] = ("local",
                 raise RuntimeError(f"the {topology} run failed ({child.returncode}):\n{child.stderr[-3000:]}")
             raw = json.loads(out.read_text())
             runs.append(CatchupFigures(**{**raw, "batches": [tuple(b) for b in raw["batches"]]}))
+        used = {"driver (producer, Spark driver, local executors)": _children_cpu_seconds() - children_before}
+        for name, process in engines.items():
+            if before[name] is not None and (after := _cpu_seconds(process.pid())) is not None:
+                used[name] = after - before[name]
+        cpu.append(used)
         yield f"{topology}: done in {runs[-1].total_s:.1f}s"
     yield from compare_lines(runs)
+    yield "CPU seconds used during each run (the machine's cores are shared by all of them):"
+    for run, used in zip(runs, cpu, strict=True):
+        yield f"  {run.topology}: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in used.items()
+                                                if seconds >= 0.5) + f"; total {sum(used.values()):.1f}"
 
 
 def compare_lines(runs: list[CatchupFigures]) -> list[str]:
@@ -138,6 +156,22 @@ def compare_lines(runs: list[CatchupFigures]) -> list[str]:
         lines.append(f"{other.topology} ingest takes {other.ingest_s / local.ingest_s:.2f}× the {local.topology} "
                      f"time on this machine")
     return lines
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """CPU time of a process and of its children it has waited for (a Spark worker's finished executors)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _executor_cores(settings: Settings) -> int:
