@@ -46,6 +46,7 @@ class CatchupFigures:
     batches: list[tuple[int, float]]
     floors: dict[str, float] | None = None
     load_average: float | None = None  # the machine's 1-minute load average when the run ended
+    driver_jvm_cpu_s: float | None = None  # CPU the Spark driver's JVM used (with local[*], the executors' work too)
 
     @property
     def ingest_per_s(self) -> float:
@@ -66,7 +67,8 @@ def measure_catchup(settings: Settings, events: int, floors: bool = True) -> Cat
             topology=settings.topology, spark_master=settings.spark_master, executor_cores=_executor_cores(settings),
             produced=produced, ingest_s=seconds["ingest"], gold_s=seconds["gold"], total_s=total_s,
             jit_s=_jit_compile_seconds(scratch), batches=_ingest_batches(scratch),
-            floors=_stage_floors(scratch, produced) if floors else None, load_average=os.getloadavg()[0])
+            floors=_stage_floors(scratch, produced) if floors else None, load_average=os.getloadavg()[0],
+            driver_jvm_cpu_s=_jvm_cpu_seconds(scratch))
 
 
 def run_catchup_benchmark(settings: Settings, events: int, floors: bool = True) -> list[str]:
@@ -118,7 +120,9 @@ def run_topology_comparison(events: int, topologies: tuple[str, ...] = ("local",
                 raise RuntimeError(f"the {topology} run failed ({child.returncode}):\n{child.stderr[-3000:]}")
             raw = json.loads(out.read_text())
             runs.append(CatchupFigures(**{**raw, "batches": [tuple(b) for b in raw["batches"]]}))
-        used = {"driver (producer, Spark driver, local executors)": _children_cpu_seconds() - children_before}
+        used = {"Python (producer, job driver)": _children_cpu_seconds() - children_before,
+                "Spark driver JVM" + (" (executors in it)" if topology == "local" else ""):
+                    runs[-1].driver_jvm_cpu_s or 0.0}
         for name, process in engines.items():
             if before[name] is not None and (after := _cpu_seconds(process.pid())) is not None:
                 used[name] = after - before[name]
@@ -189,6 +193,14 @@ def _jit_compile_seconds(settings: Settings) -> float:
 
     jvm = spark_session(settings).sparkContext._jvm
     return jvm.java.lang.management.ManagementFactory.getCompilationMXBean().getTotalCompilationTime() / 1000
+
+
+def _jvm_cpu_seconds(settings: Settings) -> float:
+    """CPU seconds the Spark driver's JVM has used since it started (all its threads)."""
+    from clickrec_platform.lake.spark import spark_session
+
+    pid = spark_session(settings).sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    return _cpu_seconds(pid) or 0.0
 
 
 def _ingest_batches(settings: Settings) -> list[tuple[int, float]]:
