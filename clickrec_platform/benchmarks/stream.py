@@ -101,7 +101,6 @@ def run_catchup_benchmark(settings: Settings, events: int, floors: bool = True) 
 def run_topology_comparison(events: int, topologies: tuple[str, ...] = ("local", "cluster")) -> Iterator[str]:
     """The same number of generated events caught up on each topology, one after the other, each in a process
     of its own (Spark allows one master per process), then their figures side by side."""
-    from clickrec_platform.settings import Settings
     from clickrec_platform.stack import services
 
     runs: list[CatchupFigures] = []

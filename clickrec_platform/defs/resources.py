@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import ClassVar
 
 import dagster as dg
 import psycopg
@@ -15,12 +16,25 @@ from clickrec_platform.lake.tables import LakeTable
 from clickrec_platform.settings import Settings, get_settings
 
 
-def _settings_with(**fields) -> Settings:
-    """The platform's settings with a resource's own configuration in place of theirs."""
-    return get_settings().model_copy(update=fields)
+class _FromSettings(dg.ConfigurableResource):
+    """A resource whose fields are settings (``SETTINGS``: field → setting name): built from a settings object,
+    and handing back the platform's settings with its own fields in their place."""
+
+    SETTINGS: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def _field_values(cls, settings: Settings) -> dict:
+        return {field: getattr(settings, name) for field, name in cls.SETTINGS.items()}
+
+    @classmethod
+    def from_settings(cls, settings: Settings):
+        return cls(**cls._field_values(settings))
+
+    def settings(self) -> Settings:
+        return get_settings().model_copy(update={name: getattr(self, field) for field, name in self.SETTINGS.items()})
 
 
-class LakeResource(dg.ConfigurableResource):
+class LakeResource(_FromSettings):
     """Where the Delta tables live and how readers reach them: a local folder, or ``s3a://bucket/prefix`` on
     an S3-compatible store (its credentials stay in the settings: ``CLICKREC_S3_SECRET_KEY`` or the local
     object store's generated secret, never in run config)."""
@@ -32,16 +46,13 @@ class LakeResource(dg.ConfigurableResource):
     s3_path_style: bool = True
     s3_allow_http: bool = False
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LakeResource:
-        return cls(root=settings.lake_uri, s3_endpoint=settings.s3_endpoint, s3_access_key=settings.s3_access_key,
-                   s3_region=settings.s3_region, s3_path_style=settings.s3_path_style,
-                   s3_allow_http=settings.s3_allow_http)
+    SETTINGS: ClassVar[dict[str, str]] = {
+        "root": "lake_root", "s3_endpoint": "s3_endpoint", "s3_access_key": "s3_access_key",
+        "s3_region": "s3_region", "s3_path_style": "s3_path_style", "s3_allow_http": "s3_allow_http"}
 
-    def settings(self) -> Settings:
-        return _settings_with(lake_root=self.root, s3_endpoint=self.s3_endpoint, s3_access_key=self.s3_access_key,
-                              s3_region=self.s3_region, s3_path_style=self.s3_path_style,
-                              s3_allow_http=self.s3_allow_http)
+    @classmethod
+    def _field_values(cls, settings: Settings) -> dict:
+        return {**super()._field_values(settings), "root": settings.lake_uri}  # the default folder when unset
 
     def table_uri(self, layer: str, name: str) -> str:
         from clickrec_platform.lake.tables import table_path
@@ -83,7 +94,7 @@ class SparkResource(dg.ConfigurableResource):
         return spark_session(settings, app_name=self.app_name)
 
 
-class PostgresResource(dg.ConfigurableResource):
+class PostgresResource(_FromSettings):
     """The gold database, as the platform's own role (its password stays in the settings:
     ``CLICKREC_POSTGRES_PASSWORD`` or the local cluster's generated one)."""
 
@@ -94,14 +105,9 @@ class PostgresResource(dg.ConfigurableResource):
     sslmode: str = "prefer"
     gold_schema: str = "gold"
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PostgresResource:
-        return cls(host=settings.postgres_host, port=settings.postgres_port, user=settings.postgres_user,
-                   database=settings.postgres_db, sslmode=settings.postgres_sslmode, gold_schema=settings.gold_schema)
-
-    def settings(self) -> Settings:
-        return _settings_with(postgres_host=self.host, postgres_port=self.port, postgres_user=self.user,
-                              postgres_db=self.database, postgres_sslmode=self.sslmode, gold_schema=self.gold_schema)
+    SETTINGS: ClassVar[dict[str, str]] = {
+        "host": "postgres_host", "port": "postgres_port", "user": "postgres_user", "database": "postgres_db",
+        "sslmode": "postgres_sslmode", "gold_schema": "gold_schema"}
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
