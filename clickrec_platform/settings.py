@@ -190,6 +190,10 @@ class Settings(BaseSettings):
         "most_popular": {"window_days": [3.0, 7.0]},
         "item_knn_cosine": {"neighbours": [50, 200]},
     }
+    # Fits that do not depend on each other (a candidate's validation fit and its test refit, grid points,
+    # session models' validation and test fits) run side by side on this many threads, each model on one:
+    # the same models and scores, sooner. 1 leaves a core to a stream job running beside the training.
+    training_threads: int = Field(default=2, ge=1)
     registered_model_name: str = "clickrec-recommender"
     gate_metric: str = "ndcg@20"  # validation metric the champion/challenger gate compares
     gate_min_relative_lift: float = 0.0  # 0.05: a challenger's point estimate must also be 5% better

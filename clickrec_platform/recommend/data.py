@@ -9,8 +9,9 @@ so scores are not flattered by forgetting what no model could have recommended.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("visitor_id", "item_id", "split", "weight",
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 
 _NS_PER_DAY = 86_400 * 10**9
+_truths_lock = threading.RLock()  # held while a truth is built, so threads scoring side by side build it once
 
 
 def splits_from_events(
@@ -180,6 +182,10 @@ class InteractionData:
     split_bounds: dict[str, tuple[pd.Timestamp, pd.Timestamp]]
     half_life_days: float | None = None
     item_categories: np.ndarray | None = None  # category per item column, -1 where unknown
+    # Truths already built (every model of a training is scored against the same ones).
+    _truths: dict[tuple[str, float | None, bool], GroundTruth] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_splits(
@@ -300,6 +306,22 @@ class InteractionData:
             relevant=relevant,
             n_catalogue_items=self.n_items,
         )
+
+    def evaluation_truth(
+        self, split: str = "validation", min_weight: float | None = None, new_items_only: bool = True
+    ) -> GroundTruth:
+        """`ground_truth(split, min_weight)`, with `new_items_only` less the items each visitor had in
+        training (`without_items_seen_in`): what an evaluation scores against. Built once per data
+        and kept, as every model of a training is scored against the same truth."""
+        key = (split, min_weight, new_items_only)
+        with _truths_lock:
+            if key not in self._truths:
+                if new_items_only:
+                    full = self.evaluation_truth(split, min_weight, new_items_only=False)
+                    self._truths[key] = full.without_items_seen_in(self.user_items)
+                else:
+                    self._truths[key] = self.ground_truth(split, min_weight)
+            return self._truths[key]
 
     def split_dates(self) -> dict[str, str]:
         """Each split's [start, end) as ISO strings, for run metadata."""

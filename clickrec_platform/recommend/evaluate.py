@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,9 +118,8 @@ def evaluate(
     if not _fitted_on(model, data):
         raise ValueError(f"{model.name} must be fitted on this data's training splits first")
     ks = tuple(sorted(ks))
-    full_truth = data.ground_truth(split, min_weight)
-    truth = full_truth.without_items_seen_in(data.user_items) if new_items_only else full_truth
-    dropped = len(full_truth) - len(truth)
+    truth = data.evaluation_truth(split, min_weight, new_items_only)
+    dropped = len(data.evaluation_truth(split, min_weight, new_items_only=False)) - len(truth)
     if not cold_start:
         truth = truth.subset(np.flatnonzero(~truth.is_cold))
 
@@ -227,20 +227,34 @@ def grid_search(
     group: str = "all",
     ks: Sequence[int] = DEFAULT_KS,
     n_boot: int = 200,
+    executor: Executor | None = None,
 ) -> GridSearchResult:
     """Fit `model_factory(**point)` for every point of the grid and keep the best on `metric`
-    (validation by default: the test split must never choose anything). Ties keep the first."""
+    (validation by default: the test split must never choose anything). Ties keep the first.
+    With an `executor`, points are fitted and scored side by side (the same trials, in order)."""
     if not grid:
         raise ValueError("grid must name at least one parameter")
     names = list(grid)
-    trials = []
-    for values in itertools.product(*(grid[name] for name in names)):
-        params = dict(zip(names, values, strict=True))
+    points = [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[name] for name in names))]
+
+    def trial(params: dict[str, Any]) -> Trial:
         model = model_factory(**params).fit(data)
         evaluation = evaluate(model, data, split, ks, n_boot=n_boot)
-        trials.append(Trial(params, evaluation.value(metric, group), model.fit_seconds or 0.0, evaluation))
+        return Trial(params, evaluation.value(metric, group), model.fit_seconds or 0.0, evaluation)
+
+    trials = list(map(trial, points) if executor is None else executor.map(trial, points))
     best = max(trials, key=lambda trial: trial.score)  # max keeps the first of equals
     return GridSearchResult(metric=metric, best_params=best.params, best_score=best.score, trials=trials)
+
+
+REFIT_SPLITS: tuple[str, ...] = ("train", "validation")
+
+
+def refit_data(
+    splits: pd.DataFrame, *, half_life_days: float | None = None, items: pd.DataFrame | None = None
+) -> InteractionData:
+    """What the final models train on: train + validation, scored against test."""
+    return InteractionData.from_splits(splits, train_splits=REFIT_SPLITS, half_life_days=half_life_days, items=items)
 
 
 @dataclass(frozen=True)
@@ -257,12 +271,17 @@ def evaluate_on_test(
     *,
     half_life_days: float | None = None,
     items: pd.DataFrame | None = None,
+    data: InteractionData | None = None,
     **evaluate_options: Any,
 ) -> FinalEvaluation:
-    """The final, once-only score: a fresh model trained on train + validation, scored on test."""
-    data = InteractionData.from_splits(
-        splits, train_splits=("train", "validation"), half_life_days=half_life_days, items=items
-    )
+    """The final, once-only score: a fresh model trained on train + validation, scored on test.
+
+    `data`, when given, is `refit_data(splits, ...)` built once for several models (`splits` is
+    then not read)."""
+    if data is None:
+        data = refit_data(splits, half_life_days=half_life_days, items=items)
+    elif data.train_splits != REFIT_SPLITS:
+        raise ValueError(f"the final evaluation trains on {REFIT_SPLITS}, not {data.train_splits}")
     model = model_factory().fit(data)
     return FinalEvaluation(
         model=model, data=data, evaluation=evaluate(model, data, "test", ks, **evaluate_options)

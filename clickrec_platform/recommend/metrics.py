@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from clickrec_platform.recommend.resampling import resampled_sums
+
 METRICS: tuple[str, ...] = ("recall", "precision", "ndcg", "map", "hitrate", "mrr")
 NO_ITEM = -1  # pads a recommendation list that is shorter than k
 DEFAULT_METRIC = "ndcg@20"  # what model selection and promotion compare
@@ -186,16 +188,5 @@ def paired_difference(
 
 
 def _bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, metrics) means of users drawn with replacement, chunked to bound memory."""
-    rng = np.random.default_rng(seed)
-    n_users = values.shape[0]
-    chunk = max(1, min(n_boot, 20_000_000 // n_users))
-    out = np.empty((n_boot, values.shape[1]))
-    for start in range(0, n_boot, chunk):
-        size = min(chunk, n_boot - start)
-        draws = rng.integers(0, n_users, size=(size, n_users))
-        # Counting draws per user turns each resample's mean into one matrix product.
-        offsets = np.arange(size, dtype=np.int64)[:, None] * n_users
-        counts = np.bincount((draws + offsets).ravel(), minlength=size * n_users).reshape(size, n_users)
-        out[start : start + size] = counts @ values / n_users
-    return out
+    """(n_boot, metrics) means of users drawn with replacement (the draws `resampling` shares)."""
+    return resampled_sums(values, n_boot, seed) / values.shape[0]

@@ -156,7 +156,6 @@ def log_model_run(
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name or evaluation.model) as run:
         mlflow.log_params({name: _param_value(value) for name, value in run_params.items()})
-        mlflow.log_metrics({name: value for name, value in metrics.items() if np.isfinite(value)})
         mlflow.set_tags(run_tags)
         for path in artifacts:
             mlflow.log_artifact(str(path), artifact_path="comparison")
@@ -166,6 +165,7 @@ def log_model_run(
                 registered_model_name=registered_model_name,
                 **_pyfunc_arguments(model, Path(scratch)),
             )
+        log_metrics_of_model({name: value for name, value in metrics.items() if np.isfinite(value)}, model_info)
     registered = model_info.registered_model_version
     return LoggedRun(
         run_id=run.info.run_id,
@@ -174,6 +174,13 @@ def log_model_run(
         registered_name=registered_model_name,
         registered_version=None if registered is None else str(registered),
     )
+
+
+def log_metrics_of_model(metrics: Mapping[str, float], model_info: Any) -> None:
+    """The active run's metrics, linked to the model just logged in it. Logged after the model on
+    purpose: metrics already in the run when a model is logged are linked by reading each one's
+    history back from the server, a request per metric (~230 per candidate)."""
+    mlflow.log_metrics(dict(metrics), model_id=model_info.model_id)
 
 
 def save_servable(model: Recommender, path: str | Path) -> Path:

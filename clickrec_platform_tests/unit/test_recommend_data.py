@@ -171,3 +171,16 @@ def test_item_metadata_widens_the_catalogue_and_records_categories():
     assert data.item_ids.tolist() == [10, 11, 12, 50]
     assert data.item_categories.tolist() == [7, 7, 8, 9]
     assert data.user_items.shape == (2, 4)
+
+
+def test_the_evaluation_truth_is_built_once_per_split_and_is_the_new_items_truth():
+    data = InteractionData.from_splits(SPLITS)
+    truth = data.evaluation_truth("validation")
+
+    expected = data.ground_truth("validation").without_items_seen_in(data.user_items)
+    assert truth.visitor_ids.tolist() == expected.visitor_ids.tolist()
+    assert (truth.relevant != expected.relevant).nnz == 0
+    assert data.evaluation_truth("validation") is truth
+    assert data.evaluation_truth("validation", new_items_only=False).n_relevant.tolist() == [2, 1, 1]
+    assert data.evaluation_truth("validation", min_weight=3).visitor_ids.tolist() == [2]
+    assert data.evaluation_truth("test") is not truth

@@ -21,6 +21,7 @@ from clickrec_platform.recommend.models import (
     RandomRecommender,
     Recommender,
     SessionKNN,
+    _item_knn_top,
 )
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 
@@ -222,3 +223,19 @@ def test_session_knn_without_known_items_falls_back_to_popular(fitted, data):
     expected = data.item_ids[model.popular[:5]].tolist()
     assert items.tolist() == [expected, expected]
     assert np.isnan(scores).all()  # filled, not scored by the model
+
+
+@pytest.mark.parametrize("label", ["item_knn_cosine", "item_knn_bm25"])
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_item_knn_fast_path_matches_implicit(fitted, data, label, exclude_seen):
+    """The scorer fed each user's CSR slice gives implicit's own lists, ties and padding included."""
+    model: ItemKNN = fitted[label]
+    users = np.arange(0, data.n_users, 7)
+    ids, scores = model._model.recommend(users, data.user_items[users], N=20, filter_already_liked_items=exclude_seen)
+    fast_ids, fast_scores = _item_knn_top(model._model, data.user_items, users, 20, exclude_seen)
+
+    assert np.array_equal(fast_ids, ids.astype(np.int64))
+    assert np.array_equal(fast_scores, scores.astype(np.float32))
+    # The comparison means something: lists with ties and with padding are among them.
+    valid = scores > 0
+    assert (np.diff(np.where(valid, scores, -1.0), axis=1) == 0).any() and (~valid).any()

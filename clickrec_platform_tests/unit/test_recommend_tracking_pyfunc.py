@@ -63,3 +63,30 @@ def test_run_metric_names_map_back_to_gate_names():
     flat = {"val_ndcg_at_20": 0.2, "val_ndcg_at_20_ci_low": 0.1, "val_warm_ndcg_at_20": 0.3, "val_users": 5.0}
 
     assert gate_metrics(flat) == {"ndcg@20": 0.2}
+
+
+def test_a_logged_run_links_its_metrics_to_the_model_without_reading_each_back(data, tmp_path, monkeypatch):
+    """A local sqlite store stands in for the server. Metrics logged before the model would make
+    MLflow read every metric's history back (a request each on a server) to link them."""
+    from mlflow import MlflowClient
+
+    from clickrec_platform.recommend.evaluate import evaluate
+    from clickrec_platform.recommend.tracking import log_model_run
+
+    reads = []
+    original = MlflowClient.get_metric_history
+    monkeypatch.setattr(MlflowClient, "get_metric_history", lambda self, *a, **k: reads.append(a) or original(self, *a, **k))
+    model = MostPopular().fit(data)
+    evaluation = evaluate(model, data, n_boot=50)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    logged = log_model_run("e", model, evaluation, data_versions={"silver": 3}, split_dates={}, training_seconds=1.0,
+                           tracking_uri=uri, registered_model_name="m", test_evaluation=evaluation)
+
+    assert reads == []
+    client = MlflowClient(uri)
+    metrics = client.get_run(logged.run_id).data.metrics
+    assert metrics["val_ndcg_at_20"] == evaluation.value("ndcg@20") and "test_ndcg_at_20" in metrics
+    model_metrics = {m.key for m in client.get_logged_model(logged.model_uri.removeprefix("models:/")).metrics}
+    assert model_metrics == set(metrics)
+    assert logged.registered_version == "1"

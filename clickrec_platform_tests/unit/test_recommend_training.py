@@ -66,3 +66,20 @@ def test_paired_user_difference_of_a_model_with_itself_is_zero_and_needs_the_sam
     better = paired_user_difference(candidates[1].evaluation, candidates[0].evaluation, "ndcg@20", n_boot=200)
     assert better.mean == pytest.approx(candidates[1].metrics["ndcg@20"] - candidates[0].metrics["ndcg@20"])
     assert better.low < better.mean < better.high
+
+
+def test_fits_side_by_side_give_the_single_thread_scores(splits, tmp_path, no_tracking):
+    names = ["most_popular", "random", "item_knn_bm25", "als"]
+    grids = {"most_popular": {"window_days": [3.0, 7.0]}}
+    one, two = (training.train_candidates(
+        splits, None, names, training_id="t", experiment="e", registered_model="m", tracking_uri="unused",
+        data_versions={}, artifacts_dir=tmp_path / str(threads), grids=grids, threads=threads,
+        progress=lambda _: None).candidates for threads in (1, 2))
+
+    for a, b in zip(one, two, strict=True):
+        assert a.name == b.name and a.model.params == b.model.params
+        for mine, theirs in ((a.evaluation, b.evaluation), (a.test_evaluation, b.test_evaluation)):
+            assert mine.flat("x").keys() == theirs.flat("x").keys()
+            assert all(np.array_equal(mine.per_user[m], theirs.per_user[m]) for m in mine.per_user)
+            assert {k: v for k, v in mine.flat("x").items() if "seconds" not in k} == \
+                {k: v for k, v in theirs.flat("x").items() if "seconds" not in k}

@@ -147,3 +147,15 @@ def test_the_comparison_table_has_a_row_per_candidate_with_validation_and_test(d
     assert table[0].startswith("| model | params | val hitrate@20") and "test ndcg@20" in table[0]
     assert [row.split(" | ")[0] for row in table[2:]] == ["| popularity", "| sr"]
     assert f"{candidates[1].test.value('mrr@20'):.4f}" in table[3]
+
+
+def test_worker_processes_give_the_scores_of_one_process(data):
+    names, grids = ["popularity", "sknn", "stan"], {"sknn": {"k": [20, 50]}}
+    one = train_session_candidates(data, names, grids, progress=lambda _: None)
+    two = train_session_candidates(data, names, grids, progress=lambda _: None, workers=2)
+
+    for a, b in zip(one, two, strict=True):
+        assert (a.name, a.params, a.searched) == (b.name, b.params, b.searched)
+        assert np.array_equal(a.validation.ranks, b.validation.ranks) and np.array_equal(a.test.ranks, b.test.ranks)
+        session = data.test.session(0)[0][:3]
+        assert np.array_equal(a.model.recommend(session)[0], b.model.recommend(session)[0])  # the refit came back

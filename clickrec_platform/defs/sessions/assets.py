@@ -112,7 +112,8 @@ def session_models(context: dg.AssetExecutionContext, lake: LakeResource):
     registered, uri, metric = settings.session_registered_model_name, settings.tracking_uri, settings.session_metric
     champion = session_champion_config(registered, uri)
     names = list(settings.session_models) + ([champion] if champion else [])
-    candidates = train_session_candidates(data, names, settings.session_grids, metric, progress=context.log.info)
+    candidates = train_session_candidates(data, names, settings.session_grids, metric, progress=context.log.info,
+                                          workers=settings.training_threads)
     versions = {"data_version_gold_sessions": str(latest_version(GOLD_SESSIONS.path(settings), settings))}
     for candidate in candidates:
         candidate.run = log_session_run(

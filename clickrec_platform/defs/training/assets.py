@@ -86,7 +86,7 @@ def models(context: dg.AssetExecutionContext, lake: LakeResource):
         tracking_uri=settings.tracking_uri, data_versions=data_versions,
         artifacts_dir=settings.state_dir / "model-reports" / run_id, grids=settings.training_grids,
         metric=settings.gate_metric, half_life_days=settings.interaction_half_life_days,
-        progress=context.log.info)
+        threads=settings.training_threads, progress=context.log.info)
     outcome = run_gate(training, settings.registered_model_name, settings.tracking_uri, settings.gate_metric,
                        settings.gate_min_relative_lift, settings.gate_confidence, settings.gate_bootstrap_samples)
     metric = settings.gate_metric

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clickrec_platform.recommend.metrics import ConfidenceInterval
+from clickrec_platform.recommend.resampling import resampled_sums
 from clickrec_platform.recommend.session.base import SessionRecommender
 from clickrec_platform.recommend.session.protocol import NextItemCases, Sessions, next_item_cases
 
@@ -162,24 +163,13 @@ def _parse(metric: str) -> tuple[str, int]:
 
 
 def _resampled_ratios(sums: np.ndarray, counts: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """sum(sums) / sum(counts) over `n_boot` resamples of the sessions (drawn with replacement),
-    in chunks of at most ~20M draws so memory stays bounded at any number of sessions. `sums` may
-    have a column per metric: the result then has one too, every column from the same resamples."""
-    n_sessions = len(sums)
-    if n_sessions == 0:
+    """sum(sums) / sum(counts) over `n_boot` resamples of the sessions (drawn with replacement; the
+    draws `resampling` shares). `sums` may have a column per metric: the result then has one too,
+    every column from the same resamples."""
+    if len(sums) == 0:
         raise ValueError("no sessions to resample")
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, 20_000_000 // n_sessions))
-    out = np.empty((n_boot, *np.shape(sums)[1:]))
-    for first in range(0, n_boot, chunk):
-        size = min(chunk, n_boot - first)
-        draws = rng.integers(0, n_sessions, size=(size, n_sessions))
-        # How often each session is drawn, per resample: the ratio is then two matrix products.
-        offsets = np.arange(size, dtype=np.int64)[:, None] * n_sessions
-        times_drawn = np.bincount((draws + offsets).ravel(), minlength=size * n_sessions).reshape(size, n_sessions)
-        ratio = (times_drawn @ sums) / (times_drawn @ counts).reshape((size,) + (1,) * (np.ndim(sums) - 1))
-        out[first : first + size] = ratio
-    return out
+    totals = resampled_sums(counts, n_boot, seed)
+    return resampled_sums(sums, n_boot, seed) / totals.reshape((n_boot,) + (1,) * (np.ndim(sums) - 1))
 
 
 def _interval(mean: float, resampled: np.ndarray, confidence: float) -> ConfidenceInterval:

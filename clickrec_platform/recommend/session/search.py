@@ -41,10 +41,20 @@ def grid_search(
     """Every combination of `grid` (plus `fixed` arguments), best validation `metric` first."""
     if len(data.validation) == 0:
         raise ValueError("no validation sessions: give the protocol validation_days > 0")
-    names = list(grid)
     trials = []
-    for values in itertools.product(*(grid[name] for name in names)):
-        params = {**(fixed or {}), **dict(zip(names, values, strict=True))}
+    for params in grid_points(grid, fixed):
         model = make(**params).fit(data.train)
         trials.append(Trial(params, evaluate_next_item(model, data.validation).value(metric)))
+    return rank_trials(trials)
+
+
+def grid_points(grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every combination of `grid`, each with the `fixed` arguments, in the grid's order."""
+    names = list(grid)
+    return [{**(fixed or {}), **dict(zip(names, values, strict=True))}
+            for values in itertools.product(*(grid[name] for name in names))]
+
+
+def rank_trials(trials: Sequence[Trial]) -> list[Trial]:
+    """Best value first; equal values keep the grid's order."""
     return sorted(trials, key=lambda trial: -trial.value)

@@ -25,7 +25,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
 
 from clickrec_platform.recommend.session.training import SessionCandidate, SessionServable
-from clickrec_platform.recommend.tracking import LoggedRun
+from clickrec_platform.recommend.tracking import LoggedRun, log_metrics_of_model
 
 SESSION_CHAMPION = "session-champion"
 SESSION_CHALLENGER = "session-challenger"
@@ -75,7 +75,6 @@ def log_session_run(
                "session_fit_seconds": candidate.fit_seconds, "session_grid_points": float(candidate.searched)}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"session_{candidate.name}") as run:
         mlflow.log_params({**{k: str(v) for k, v in candidate.params.items()}, **params})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
         mlflow.set_tags({**tags, SESSION_CANDIDATE_TAG: candidate.name, "model_class": type(candidate.model).__name__})
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / _MODEL_FILE
@@ -86,6 +85,7 @@ def log_session_run(
                 python_model=SessionPyfunc(), artifacts={"model": str(path)},
                 signature=ModelSignature(inputs=_REQUEST_SCHEMA),
                 pip_requirements=[f"{package}=={version(package)}" for package in _SERVING_PACKAGES])
+        log_metrics_of_model({k: float(v) for k, v in metrics.items() if np.isfinite(v)}, info)
     registered = info.registered_model_version
     return LoggedRun(run.info.run_id, experiment_id, info.model_uri, registered_model_name,
                      None if registered is None else str(registered))
