@@ -79,6 +79,8 @@ def test_a_logged_run_links_its_metrics_to_the_model_without_reading_each_back(d
     model = MostPopular().fit(data)
     evaluation = evaluate(model, data, n_boot=50)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # artifacts under tmp_path: a sqlite store would otherwise put them in ./mlruns of the working directory
+    MlflowClient(uri).create_experiment("e", artifact_location=(tmp_path / "artifacts").as_uri())
 
     logged = log_model_run("e", model, evaluation, data_versions={"silver": 3}, split_dates={}, training_seconds=1.0,
                            tracking_uri=uri, registered_model_name="m", test_evaluation=evaluation)
