@@ -10,6 +10,7 @@ from clickrec_platform.recommend.models import (
     BPR,
     ItemKNN,
     MostPopular,
+    PureSVD,
     RandomRecommender,
     Recommender,
     SessionKNN,
@@ -25,6 +26,7 @@ _CONSTRUCTORS: dict[str, Callable[..., Recommender]] = {
     "item_knn_bm25": lambda **p: ItemKNN(**{"similarity": "bm25", **p}),
     "als": ALS,
     "bpr": BPR,
+    "pure_svd": PureSVD,
     "recent_item_knn": SessionKNN,
 }
 # Names a registered champion may still carry: its configuration is rebuilt under the new name.

@@ -18,6 +18,7 @@ from clickrec_platform.recommend.models import (
     BPR,
     ItemKNN,
     MostPopular,
+    PureSVD,
     RandomRecommender,
     Recommender,
     SessionKNN,
@@ -34,6 +35,7 @@ MODELS = {
     "item_knn_bm25": lambda: ItemKNN("bm25"),
     "als": lambda: ALS(),
     "bpr": lambda: BPR(),
+    "pure_svd": lambda: PureSVD(),
     "recent_item_knn": lambda: SessionKNN(),
 }
 
@@ -58,7 +60,7 @@ def evaluations(fitted, data) -> dict[str, Evaluation]:
     return {label: evaluate(model, data, n_boot=300, label=label) for label, model in fitted.items()}
 
 
-@pytest.mark.parametrize("learner", ["als", "item_knn_cosine", "item_knn_bm25"])
+@pytest.mark.parametrize("learner", ["als", "item_knn_cosine", "item_knn_bm25", "pure_svd"])
 def test_learners_clearly_beat_popularity_on_warm_visitors(evaluations, learner):
     learnt = evaluations[learner].ci("recall@20", "warm")
     popular = evaluations["most_popular"].ci("recall@20", "warm")
@@ -144,7 +146,7 @@ def test_batching_does_not_change_results(fitted, data, label):
     assert np.array_equal(whole, batched)
 
 
-@pytest.mark.parametrize("label", ["item_knn_cosine", "als", "bpr", "recent_item_knn"])
+@pytest.mark.parametrize("label", ["item_knn_cosine", "als", "bpr", "pure_svd", "recent_item_knn"])
 def test_similar_items_exclude_the_item_itself(fitted, label):
     query = np.array([0, 5, 17])
     items, scores = fitted[label].similar_items(query, k=5)
@@ -239,3 +241,24 @@ def test_item_knn_fast_path_matches_implicit(fitted, data, label, exclude_seen):
     # The comparison means something: lists with ties and with padding are among them.
     valid = scores > 0
     assert (np.diff(np.where(valid, scores, -1.0), axis=1) == 0).any() and (~valid).any()
+
+
+def test_pure_svd_scores_are_the_visitors_row_projected_on_the_top_singular_vectors():
+    """On a matrix of exact rank 3 the randomized SVD finds the exact subspace: the scores are
+    r_u V Vt with V from numpy's full SVD, so an unseen item a visitor's twins liked ranks first."""
+    rng = np.random.default_rng(5)
+    weights = (rng.random((40, 3)) @ rng.random((3, 25)) * 4).round(2).astype(np.float32)
+    weights[weights < 1.0] = 0.0  # sparse, and no longer of rank 3: the top 3 directions are kept
+    rows = [(u, i, w) for (u, i), w in np.ndenumerate(weights) if w > 0]
+    at = pd.Timestamp("2026-01-01", tz="UTC")
+    data = InteractionData.from_splits(pd.DataFrame(
+        [(u, i, "train", w, at, at) for u, i, w in rows] + [(0, 0, "validation", 1.0, at, at)],
+        columns=["visitor_id", "item_id", "split", "weight", "first_ts", "last_ts"]))
+    model = PureSVD(factors=3, n_iter=30).fit(data)
+
+    dense = data.user_items.toarray()
+    v = np.linalg.svd(dense, full_matrices=False)[2][:3].T
+    expected = dense @ v @ v.T
+    items, scores = model.recommend(np.arange(data.n_users), k=5, exclude_seen=False)
+    assert np.allclose(scores, np.take_along_axis(expected, items, axis=1), atol=1e-3)
+    assert np.array_equal(items[:, 0], expected.argmax(axis=1))
