@@ -13,8 +13,9 @@ PYTEST_ARGS ?=
 demo: setup
 	$(CLICKREC) demo
 
-## make test: the whole test suite against the real local services
+## make test: the linter, then the whole test suite against the real local services
 test: setup
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 ## make setup: Python environment (locked), Debian packages, Kafka and Spark jars
