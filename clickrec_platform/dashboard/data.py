@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
 
+from clickrec_platform.events.contract import EVENT_TYPES
 from clickrec_platform.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("clickrec.dashboard")
 
-EVENT_TYPES = ("view", "addtocart", "transaction", "like", "search")
 # The purchase funnel: (event, label). Each step counts the distinct visitors with that event.
 FUNNEL_STEPS = (("view", "viewed"), ("addtocart", "added to cart"), ("transaction", "bought"))
 TOP_N = 10

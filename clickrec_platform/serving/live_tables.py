@@ -34,6 +34,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
+from clickrec_platform.events.contract import EVENT_TYPES, INTERACTION_WEIGHTS
+
 GOLD_SCHEMA = "gold"
 BATCHES_TABLE = "stream_sink_batches"
 
@@ -167,6 +169,7 @@ _TABLE_DDL = (
 )
 
 _UPDATED_AT = "When the values of this row last changed (a replayed batch leaves it as it was)."
+_EVENT_DOC = f"Event type: {', '.join(EVENT_TYPES[:-1])} or {EVENT_TYPES[-1]}."
 _COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
     "windowed_stats": (
         "Live event counts per 5-minute event-time window and event type, from the Spark stream "
@@ -174,7 +177,7 @@ _COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
         {
             "window_start": "Start of the event-time window (inclusive).",
             "window_end": "End of the event-time window (exclusive).",
-            "event": "Event type: view, addtocart, transaction, like or search.",
+            "event": _EVENT_DOC,
             "event_count": "Events of this type in the window.",
             "unique_users": "Distinct visitors with this event type in the window.",
             "unique_items": "Distinct items with this event type in the window.",
@@ -182,8 +185,9 @@ _COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "trending_items": (
-        "Top items per event-time window by weighted interactions (view 1, addtocart 3, like 4, "
-        "transaction 5), from the Spark stream. A recomputed window replaces the old one wholesale, "
+        "Top items per event-time window by weighted interactions ("
+        + ", ".join(f"{event} {weight}" for event, weight in INTERACTION_WEIGHTS.items())
+        + "), from the Spark stream. A recomputed window replaces the old one wholesale, "
         "so an item that left the top N disappears. Latest: ORDER BY window_end DESC, rank.",
         {
             "window_start": "Start of the event-time window (inclusive).",
@@ -199,7 +203,7 @@ _COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
         "Running totals per event type since the stream started; each micro-batch is added once "
         "(see stream_sink_batches).",
         {
-            "event": "Event type: view, addtocart, transaction, like or search.",
+            "event": _EVENT_DOC,
             "event_count": "Events of this type seen so far.",
             "first_event_at": "Earliest event time seen for this type.",
             "last_event_at": "Latest event time seen for this type.",
@@ -225,7 +229,7 @@ _COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
             "event_id": "Deterministic event id (replaying a source yields the same ids).",
             "ts": "Event time.",
             "visitor_id": "RetailRocket visitor id.",
-            "event": "Event type: view, addtocart, transaction, like or search.",
+            "event": _EVENT_DOC,
             "item_id": "RetailRocket item id; null for search events.",
             "session_id": "Session the event belongs to.",
             "source": "Where the event came from (e.g. retailrocket replay or synthetic generator).",
