@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from clickrec_platform.recommend.evaluate import Evaluation  # noqa: E402
-from clickrec_platform.recommend.metrics import DEFAULT_METRIC  # noqa: E402
+from clickrec_platform.recommend.metrics import DEFAULT_METRIC, ConfidenceInterval  # noqa: E402
 
 TABLE_METRICS: tuple[str, ...] = ("recall@20", "ndcg@20", "map@20", "hitrate@20", "mrr@20")
 CHART_METRICS: tuple[str, ...] = ("recall@20", "ndcg@20")
@@ -66,15 +66,29 @@ def comparison_chart(
     group: str = "all",
 ) -> Path:
     """Grouped bars per model, one per metric, with 95% CI error bars, saved as a PNG."""
+    rows = [(evaluation.model, {name: evaluation.ci(name, group) for name in metrics}) for evaluation in evaluations]
+    return interval_chart(rows, path, title=f"{evaluations[0].split}: {group} visitors",
+                          ylabel="mean over visitors (95% CI)")
+
+
+def interval_chart(
+    rows: Sequence[tuple[str, Mapping[str, ConfidenceInterval]]],
+    path: str | Path,
+    title: str,
+    ylabel: str,
+) -> Path:
+    """Grouped bars: one group per (label, intervals) row, one bar per metric (the first row's),
+    each with its interval as the error bar; saved as a PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    labels = [evaluation.model for evaluation in evaluations]
+    labels = [label for label, _ in rows]
+    metrics = list(rows[0][1])
     positions = np.arange(len(labels))
     width = 0.8 / len(metrics)
     figure, axes = plt.subplots(figsize=(max(6.0, 1.2 * len(labels) + 2), 4.5))
     try:
         for offset, name in enumerate(metrics):
-            intervals = [evaluation.ci(name, group) for evaluation in evaluations]
+            intervals = [row[name] for _, row in rows]
             means = np.array([interval.mean for interval in intervals])
             errors = np.array(
                 [
@@ -91,8 +105,8 @@ def comparison_chart(
                 label=name,
             )
         axes.set_xticks(positions, labels, rotation=30, ha="right")
-        axes.set_ylabel("mean over visitors (95% CI)")
-        axes.set_title(f"{evaluations[0].split}: {group} visitors")
+        axes.set_ylabel(ylabel)
+        axes.set_title(title)
         axes.legend()
         figure.tight_layout()
         figure.savefig(path, dpi=110)

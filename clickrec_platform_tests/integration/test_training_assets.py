@@ -83,6 +83,9 @@ def test_candidates_are_logged_and_the_champion_writes_recommendations(lake):
         assert {"session_hitrate_at_20", "session_mrr_at_20", "session_ndcg_at_10", "session_hitrate_at_20_ci_low",
                 "test_session_hitrate_at_20", "test_session_mrr_at_20", "test_session_cases"} <= set(run.data.metrics)
         assert run.data.params["protocol_gap_minutes"] == "30.0"
+        logged = {f.path: f.file_size for f in client.list_artifacts(run.info.run_id, "comparison")}
+        assert logged.keys() == {"comparison/session_comparison.md", "comparison/session_comparison.png"}, logged
+        assert logged["comparison/session_comparison.png"] > 5_000
     session_hr = {run.data.tags[SESSION_CANDIDATE_TAG]: run.data.metrics["session_hitrate_at_20"]
                   for run in session_runs}
     assert max(session_hr["sknn"], session_hr["vsknn"], session_hr["stan"]) > 1.5 * session_hr["popularity"]

@@ -149,6 +149,14 @@ def test_the_comparison_table_has_a_row_per_candidate_with_validation_and_test(d
     assert f"{candidates[1].test.value('mrr@20'):.4f}" in table[3]
 
 
+def test_the_comparison_chart_shows_each_candidates_validation_interval(data, tmp_path):
+    from clickrec_platform.recommend.session.training import session_comparison_chart
+
+    candidates = train_session_candidates(data, ["popularity", "sr"], grids={})
+    path = session_comparison_chart(candidates, tmp_path / "charts" / "sessions.png", n_boot=50)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
+
+
 def test_worker_processes_give_the_scores_of_one_process(data):
     names, grids = ["popularity", "sknn", "stan"], {"sknn": {"k": [20, 50]}}
     one = train_session_candidates(data, names, grids, progress=lambda _: None)

@@ -7,6 +7,9 @@ session gate gives the best the `session-champion` alias of its own registered m
 paired bootstrap interval of its difference with the champion and with popularity lies above 0.
 """
 
+import tempfile
+from pathlib import Path
+
 import dagster as dg
 from mlflow import MlflowClient
 
@@ -34,6 +37,7 @@ from clickrec_platform.recommend.session.tracking import (
 )
 from clickrec_platform.recommend.session.training import (
     best_session_challenger,
+    session_comparison_chart,
     session_comparison_table,
     session_gate_references,
     train_session_candidates,
@@ -115,11 +119,17 @@ def session_models(context: dg.AssetExecutionContext, lake: LakeResource):
     candidates = train_session_candidates(data, names, settings.session_grids, metric, progress=context.log.info,
                                           workers=settings.training_threads)
     versions = {"data_version_gold_sessions": str(latest_version(GOLD_SESSIONS.path(settings), settings))}
-    for candidate in candidates:
-        candidate.run = log_session_run(
-            settings.mlflow_experiment, candidate, data.item_ids, params={**protocol_fields(protocol), **versions},
-            tags={TRAINING_TAG: context.run.run_id}, tracking_uri=uri,
-            registered_model_name=registered, n_boot=settings.gate_bootstrap_samples)
+    table = session_comparison_table(candidates)
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "session_comparison.md"
+        report.write_text(table + "\n")
+        chart = session_comparison_chart(candidates, Path(scratch) / "session_comparison.png",
+                                         n_boot=settings.gate_bootstrap_samples)
+        for candidate in candidates:
+            candidate.run = log_session_run(
+                settings.mlflow_experiment, candidate, data.item_ids, params={**protocol_fields(protocol), **versions},
+                tags={TRAINING_TAG: context.run.run_id}, tracking_uri=uri, artifacts=[report, chart],
+                registered_model_name=registered, n_boot=settings.gate_bootstrap_samples)
 
     best = best_session_challenger(candidates, metric)
     references, note = session_gate_references(best, candidates, champion, metric, settings.gate_confidence,
@@ -137,7 +147,7 @@ def session_models(context: dg.AssetExecutionContext, lake: LakeResource):
     yield dg.MaterializeResult(asset_key=SESSION_MODELS_KEY, metadata={
         **{f"{c.name}_session_{metric}": round(c.value(metric), 5) for c in candidates},
         **{f"{c.name}_test_session_{metric}": round(c.test.value(metric), 5) for c in candidates},
-        "comparison": dg.MetadataValue.md(session_comparison_table(candidates)), **data.summary()})
+        "comparison": dg.MetadataValue.md(table), **data.summary()})
     current = client.get_model_version_by_alias(registered, SESSION_CHAMPION).version if decision.promote or \
         champion else None
     yield dg.MaterializeResult(asset_key=SESSION_CHAMPION_KEY, metadata={

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pickle
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -64,9 +64,11 @@ def log_session_run(
     tracking_uri: str | None = None,
     registered_model_name: str | None = None,
     n_boot: int = 1000,
+    artifacts: Sequence[str | Path] = (),
 ) -> LoggedRun:
     """One run: the model's and the protocol's params; `session_*` (validation, what chose it) and
-    `test_session_*` (train + validation refit, on test) metrics with intervals; the servable model."""
+    `test_session_*` (train + validation refit, on test) metrics with intervals; `artifacts` under
+    `comparison/`; the servable model."""
     if tracking_uri is not None:
         mlflow.set_tracking_uri(tracking_uri)
     experiment_id = mlflow.set_experiment(experiment).experiment_id
@@ -76,6 +78,8 @@ def log_session_run(
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"session_{candidate.name}") as run:
         mlflow.log_params({**{k: str(v) for k, v in candidate.params.items()}, **params})
         mlflow.set_tags({**tags, SESSION_CANDIDATE_TAG: candidate.name, "model_class": type(candidate.model).__name__})
+        for artifact in artifacts:
+            mlflow.log_artifact(str(artifact), artifact_path="comparison")
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / _MODEL_FILE
             with open(path, "wb") as file:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from clickrec_platform.recommend.candidates import parse_param
 from clickrec_platform.recommend.data import lookup_index
 from clickrec_platform.recommend.gate import BASELINE_REFERENCE, CHAMPION_REFERENCE, Reference
+from clickrec_platform.recommend.report import interval_chart
 from clickrec_platform.recommend.session.base import SessionRecommender
 from clickrec_platform.recommend.session.baselines import Popularity, RecentItemKNN
 from clickrec_platform.recommend.session.evaluate import (
@@ -192,6 +194,15 @@ def session_comparison_table(candidates: Sequence[SessionCandidate], ks: Sequenc
         params = ", ".join(f"{k}={v}" for k, v in c.params.items())
         rows.append(f"| {c.name} | {params} | " + " | ".join(values) + f" | {c.fit_seconds:.1f} |")
     return "\n".join(rows)
+
+
+def session_comparison_chart(candidates: Sequence[SessionCandidate], path: str | Path,
+                             metrics: Sequence[str] = ("hitrate@20", "mrr@20"), n_boot: int = 1000) -> Path:
+    """Bars per candidate of its validation `metrics` with 95% intervals over sessions, as a PNG."""
+    rows = [(c.name, c.validation.cis(metrics, n_boot=n_boot)) for c in candidates]
+    cases = candidates[0].validation.n_cases
+    return interval_chart(rows, path, title=f"next item on validation: {cases:,} predictions",
+                          ylabel="mean over predictions (95% CI over sessions)")
 
 
 class SessionServable:
