@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import pandas as pd
 from mlflow import MlflowClient
+from threadpoolctl import threadpool_limits
 
 from clickrec_platform.recommend.candidates import BASELINE, CONTROL, RENAMED, build_model
 from clickrec_platform.recommend.data import InteractionData
@@ -107,7 +108,11 @@ def train_candidates(splits: pd.DataFrame, items: pd.DataFrame | None,
     data = InteractionData.from_splits(splits, items=items, half_life_days=half_life_days)
     final_data = refit_data(splits, half_life_days=half_life_days, items=items)  # one for every candidate
     candidates = []
-    with ThreadPoolExecutor(max_workers=threads) if threads > 1 else nullcontext() as pool:
+    # BLAS limits are process-wide: each fit and bootstrap product asks for one thread, but a thread
+    # leaving its limit restores what it found, which could give the other thread's product two
+    # threads (and other last bits). Held once around the pool, every product runs on one thread.
+    with (threadpool_limits(1, "blas") if threads > 1 else nullcontext(),
+          ThreadPoolExecutor(max_workers=threads) if threads > 1 else nullcontext() as pool):
         for entry in names:
             name, params = (entry, None) if isinstance(entry, str) else entry
             if params is None and grids and grids.get(name):
