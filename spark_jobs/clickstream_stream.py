@@ -41,7 +41,7 @@ from clickrec_platform.lake.migrations import migrate_quarantine_to_bytes
 from clickrec_platform.lake.spark import spark_session
 from clickrec_platform.lake.tables import SILVER_EVENTS, STREAM_TABLES, table_path
 from clickrec_platform.ops.alerts import send_alert
-from clickrec_platform.serving.live_tables import ensure_live_tables
+from clickrec_platform.serving.live_ddl import ensure_live_tables
 from clickrec_platform.settings import Settings
 from clickrec_platform.stack.kafka import admin_client
 from spark_jobs.gold import GoldBatch

@@ -25,7 +25,7 @@ import pyarrow as pa
 from clickrec_platform.lake import duck
 from clickrec_platform.lake.table_versions import latest_version
 from clickrec_platform.lake.tables import table_path
-from clickrec_platform.serving.live_tables import ensure_live_tables
+from clickrec_platform.serving.live_ddl import ensure_live_tables
 from clickrec_platform.serving.publish import (
     Column,
     Index,

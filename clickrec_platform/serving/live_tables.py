@@ -5,8 +5,8 @@ driver and hands them here with a psycopg connection. Every loader
 
 - runs in one transaction (``conn.transaction()``), so a reader sees a batch whole or not at all;
   called inside a transaction of the caller's, it becomes a savepoint and commits with the caller's;
-- bulk-loads with ``COPY`` (CSV written by Arrow's C++ writer) into a temporary staging table and
-  applies it with set-based SQL, never row by row;
+- bulk-loads with ``COPY`` into a temporary staging table (``serving/pg_copy.py``, which publishing
+  uses too) and applies it with set-based SQL, never row by row;
 - is idempotent: called again with the same arguments it leaves the tables as they were, so a
   replayed micro-batch changes nothing. Overwrites only touch rows whose values differ, so even
   ``updated_at`` keeps its value on a replay. Additive increments, which are not idempotent by
@@ -17,12 +17,12 @@ events, merges each visitor's recent items and recomputes the recent windows in 
 
 Timestamps must be timezone-aware (any unit, any zone; stored as ``timestamptz``): a naive
 timestamp is ambiguous and is rejected with ``ValueError``, as are missing columns and nulls in key
-columns, all before anything is written. Call :func:`ensure_live_tables` once before loading.
+columns, all before anything is written. Call ``live_ddl.ensure_live_tables`` once before loading
+(the tables' DDL and comments are in ``serving/live_ddl.py``).
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,264 +31,68 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from psycopg import sql
 
-from clickrec_platform.events.contract import EVENT_TYPES, INTERACTION_WEIGHTS
-
-GOLD_SCHEMA = "gold"
-BATCHES_TABLE = "stream_sink_batches"
-
-# Postgres keeps microseconds; every timestamp column is converted to this before COPY.
-_TIMESTAMP = pa.timestamp("us", tz="UTC")
-# Rows per CSV chunk handed to COPY: bounds the driver's memory for large batches.
-_COPY_CHUNK_ROWS = 65_536
-
-
-@dataclass(frozen=True)
-class _Column:
-    name: str
-    sql_type: str
-    arrow_type: pa.DataType
-    required: bool = False  # nulls are rejected before anything is written
-
+from clickrec_platform.serving.live_ddl import BATCHES_TABLE, GOLD_SCHEMA
+from clickrec_platform.serving.pg_copy import (
+    TIMESTAMP,
+    CopyColumn,
+    arrow_for_copy,
+    require_unique,
+    stage_rows,
+    upsert_changed_sql,
+)
 
 _WINDOWED_STATS_COLUMNS = (
-    _Column("window_start", "timestamptz", _TIMESTAMP, required=True),
-    _Column("window_end", "timestamptz", _TIMESTAMP),
-    _Column("event", "text", pa.string(), required=True),
-    _Column("event_count", "bigint", pa.int64()),
-    _Column("unique_users", "bigint", pa.int64()),
-    _Column("unique_items", "bigint", pa.int64()),
+    CopyColumn("window_start", "timestamptz", TIMESTAMP, required=True),
+    CopyColumn("window_end", "timestamptz", TIMESTAMP),
+    CopyColumn("event", "text", pa.string(), required=True),
+    CopyColumn("event_count", "bigint", pa.int64()),
+    CopyColumn("unique_users", "bigint", pa.int64()),
+    CopyColumn("unique_items", "bigint", pa.int64()),
 )
 _TRENDING_ITEMS_COLUMNS = (
-    _Column("window_start", "timestamptz", _TIMESTAMP, required=True),
-    _Column("window_end", "timestamptz", _TIMESTAMP),
-    _Column("item_id", "bigint", pa.int64(), required=True),
-    _Column("score", "double precision", pa.float64()),
-    _Column("event_count", "bigint", pa.int64()),
-    _Column("rank", "integer", pa.int32()),
+    CopyColumn("window_start", "timestamptz", TIMESTAMP, required=True),
+    CopyColumn("window_end", "timestamptz", TIMESTAMP),
+    CopyColumn("item_id", "bigint", pa.int64(), required=True),
+    CopyColumn("score", "double precision", pa.float64()),
+    CopyColumn("event_count", "bigint", pa.int64()),
+    CopyColumn("rank", "integer", pa.int32()),
 )
 _EVENT_STATISTICS_COLUMNS = (
-    _Column("event", "text", pa.string(), required=True),
-    _Column("event_count", "bigint", pa.int64(), required=True),
-    _Column("first_event_at", "timestamptz", _TIMESTAMP),
-    _Column("last_event_at", "timestamptz", _TIMESTAMP),
+    CopyColumn("event", "text", pa.string(), required=True),
+    CopyColumn("event_count", "bigint", pa.int64(), required=True),
+    CopyColumn("first_event_at", "timestamptz", TIMESTAMP),
+    CopyColumn("last_event_at", "timestamptz", TIMESTAMP),
 )
 _RECENT_ITEMS_COLUMNS = (
-    _Column("visitor_id", "bigint", pa.int64(), required=True),
-    _Column("item_id", "bigint", pa.int64(), required=True),
-    _Column("last_event", "text", pa.string()),
-    _Column("last_seen_at", "timestamptz", _TIMESTAMP, required=True),
+    CopyColumn("visitor_id", "bigint", pa.int64(), required=True),
+    CopyColumn("item_id", "bigint", pa.int64(), required=True),
+    CopyColumn("last_event", "text", pa.string()),
+    CopyColumn("last_seen_at", "timestamptz", TIMESTAMP, required=True),
 )
 _LIVE_EVENTS_COLUMNS = (
-    _Column("event_id", "text", pa.string(), required=True),
-    _Column("ts", "timestamptz", _TIMESTAMP),
-    _Column("visitor_id", "bigint", pa.int64()),
-    _Column("event", "text", pa.string()),
-    _Column("item_id", "bigint", pa.int64()),
-    _Column("session_id", "text", pa.string()),
-    _Column("source", "text", pa.string()),
+    CopyColumn("event_id", "text", pa.string(), required=True),
+    CopyColumn("ts", "timestamptz", TIMESTAMP),
+    CopyColumn("visitor_id", "bigint", pa.int64()),
+    CopyColumn("event", "text", pa.string()),
+    CopyColumn("item_id", "bigint", pa.int64()),
+    CopyColumn("session_id", "text", pa.string()),
+    CopyColumn("source", "text", pa.string()),
 )
 
 LIVE_EVENT_COLUMNS = tuple(column.name for column in _LIVE_EVENTS_COLUMNS)  # what apply_live_events takes
 
 # A batch for apply_live_events: valid events, so time, visitor and type are always there.
 _LIVE_BATCH_COLUMNS = tuple(
-    _Column(c.name, c.sql_type, c.arrow_type, required=c.name in ("event_id", "ts", "visitor_id", "event"))
+    CopyColumn(c.name, c.sql_type, c.arrow_type, required=c.name in ("event_id", "ts", "visitor_id", "event"))
     for c in _LIVE_EVENTS_COLUMNS)
 
 # Tables whose rows belong to a time window and are replaced a window at a time: columns and key.
-_WINDOWED_TABLES: dict[str, tuple[tuple[_Column, ...], tuple[str, ...]]] = {
+_WINDOWED_TABLES: dict[str, tuple[tuple[CopyColumn, ...], tuple[str, ...]]] = {
     "windowed_stats": (_WINDOWED_STATS_COLUMNS, ("window_start", "event")),
     "trending_items": (_TRENDING_ITEMS_COLUMNS, ("window_start", "item_id")),
 }
-
-# {schema} is the only placeholder; everything else is constant text.
-_TABLE_DDL = (
-    """CREATE TABLE IF NOT EXISTS {schema}.windowed_stats (
-        window_start timestamptz NOT NULL,
-        window_end timestamptz,
-        event text NOT NULL,
-        event_count bigint,
-        unique_users bigint,
-        unique_items bigint,
-        updated_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (window_start, event)
-    )""",
-    """CREATE TABLE IF NOT EXISTS {schema}.trending_items (
-        window_start timestamptz NOT NULL,
-        window_end timestamptz,
-        item_id bigint NOT NULL,
-        score double precision,
-        event_count bigint,
-        rank integer,
-        updated_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (window_start, item_id)
-    )""",
-    """CREATE INDEX IF NOT EXISTS trending_items_window_end_rank_idx
-        ON {schema}.trending_items (window_end DESC, rank)""",
-    """CREATE TABLE IF NOT EXISTS {schema}.event_statistics (
-        event text PRIMARY KEY,
-        event_count bigint NOT NULL,
-        first_event_at timestamptz,
-        last_event_at timestamptz,
-        updated_at timestamptz NOT NULL DEFAULT now()
-    )""",
-    """CREATE TABLE IF NOT EXISTS {schema}.user_recent_items (
-        visitor_id bigint NOT NULL,
-        item_id bigint NOT NULL,
-        last_event text,
-        last_seen_at timestamptz NOT NULL,
-        PRIMARY KEY (visitor_id, item_id)
-    )""",
-    """CREATE INDEX IF NOT EXISTS user_recent_items_visitor_recency_idx
-        ON {schema}.user_recent_items (visitor_id, last_seen_at DESC)""",
-    """CREATE TABLE IF NOT EXISTS {schema}.live_clickstream_events (
-        event_id text PRIMARY KEY,
-        ts timestamptz,
-        visitor_id bigint,
-        event text,
-        item_id bigint,
-        session_id text,
-        source text,
-        ingested_at timestamptz NOT NULL DEFAULT now()
-    )""",
-    """CREATE INDEX IF NOT EXISTS live_clickstream_events_ingested_at_idx
-        ON {schema}.live_clickstream_events (ingested_at)""",
-    """CREATE INDEX IF NOT EXISTS live_clickstream_events_visitor_ts_idx
-        ON {schema}.live_clickstream_events (visitor_id, ts DESC)""",
-    """CREATE INDEX IF NOT EXISTS live_clickstream_events_ts_idx
-        ON {schema}.live_clickstream_events (ts)""",
-    """CREATE TABLE IF NOT EXISTS {schema}.stream_sink_batches (
-        sink text NOT NULL,
-        batch_id bigint NOT NULL,
-        committed_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (sink, batch_id)
-    )""",
-)
-
-_UPDATED_AT = "When the values of this row last changed (a replayed batch leaves it as it was)."
-_EVENT_DOC = f"Event type: {', '.join(EVENT_TYPES[:-1])} or {EVENT_TYPES[-1]}."
-_COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
-    "windowed_stats": (
-        "Live event counts per 5-minute event-time window and event type, from the Spark stream "
-        "(silver.events). A recomputed window replaces the old one wholesale.",
-        {
-            "window_start": "Start of the event-time window (inclusive).",
-            "window_end": "End of the event-time window (exclusive).",
-            "event": _EVENT_DOC,
-            "event_count": "Events of this type in the window.",
-            "unique_users": "Distinct visitors with this event type in the window.",
-            "unique_items": "Distinct items with this event type in the window.",
-            "updated_at": _UPDATED_AT,
-        },
-    ),
-    "trending_items": (
-        "Top items per event-time window by weighted interactions ("
-        + ", ".join(f"{event} {weight}" for event, weight in INTERACTION_WEIGHTS.items())
-        + "), from the Spark stream. A recomputed window replaces the old one wholesale, "
-        "so an item that left the top N disappears. Latest: ORDER BY window_end DESC, rank.",
-        {
-            "window_start": "Start of the event-time window (inclusive).",
-            "window_end": "End of the event-time window (exclusive).",
-            "item_id": "RetailRocket item id.",
-            "score": "Weighted interaction score in the window.",
-            "event_count": "Events on the item in the window.",
-            "rank": "1 = most trending item of the window.",
-            "updated_at": _UPDATED_AT,
-        },
-    ),
-    "event_statistics": (
-        "Running totals per event type since the stream started; each micro-batch is added once "
-        "(see stream_sink_batches).",
-        {
-            "event": _EVENT_DOC,
-            "event_count": "Events of this type seen so far.",
-            "first_event_at": "Earliest event time seen for this type.",
-            "last_event_at": "Latest event time seen for this type.",
-            "updated_at": "When a micro-batch last added to this row.",
-        },
-    ),
-    "user_recent_items": (
-        "The most recent items each visitor interacted with (a bounded number per visitor), from "
-        "the Spark stream; newest first via ORDER BY last_seen_at DESC.",
-        {
-            "visitor_id": "RetailRocket visitor id.",
-            "item_id": "RetailRocket item id.",
-            "last_event": "Event type of the latest interaction with the item.",
-            "last_seen_at": "Event time of the latest interaction; never moves backwards.",
-        },
-    ),
-    "live_clickstream_events": (
-        "Recent clickstream events as parsed by the stream: every valid event whose event time was "
-        "within the live window span when it arrived, once per event_id, kept for a retention period "
-        "after ingestion. The live windowed_stats and trending_items are computed from it; the full "
-        "history is in the Delta lake (silver.events).",
-        {
-            "event_id": "Deterministic event id (replaying a source yields the same ids).",
-            "ts": "Event time.",
-            "visitor_id": "RetailRocket visitor id.",
-            "event": _EVENT_DOC,
-            "item_id": "RetailRocket item id; null for search events.",
-            "session_id": "Session the event belongs to.",
-            "source": "Where the event came from (e.g. retailrocket replay or synthetic generator).",
-            "ingested_at": "When the row was written here; rows older than the retention are pruned.",
-        },
-    ),
-    BATCHES_TABLE: (
-        "Bookkeeping for idempotent streaming sinks: one row per micro-batch applied per sink, so "
-        "a replayed batch is recognised and skipped. Internal; not for analysis.",
-        {
-            "sink": "Name of the sink, unique per streaming query and checkpoint.",
-            "batch_id": "Spark Structured Streaming micro-batch id.",
-            "committed_at": "When the batch was applied.",
-        },
-    ),
-}
-
-
-def ensure_live_tables(conn: psycopg.Connection, schema: str = GOLD_SCHEMA, attempts: int = 6) -> None:
-    """Create the schema, the live tables, their indexes and comments where missing (idempotent).
-
-    Even when everything exists, ``CREATE INDEX IF NOT EXISTS`` takes a share lock on its table, table after
-    table, while a writer (the speed layer, a stream batch) may hold row locks on them and want another: then
-    Postgres aborts one of the two as a deadlock's victim. When that is this transaction, it runs again after a
-    short wait (the writer's transaction is short), so the stream job, the API or a publish starting beside
-    live traffic does not fail on it."""
-    for attempt in range(1, attempts + 1):
-        try:
-            _ensure_live_tables(conn, schema)
-            return
-        except psycopg.errors.DeadlockDetected:
-            if attempt == attempts:
-                raise
-            time.sleep(0.2 * attempt)
-
-
-def _ensure_live_tables(conn: psycopg.Connection, schema: str) -> None:
-    schema_id = sql.Identifier(schema)
-    with conn.transaction(), conn.cursor() as cur:
-        # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalogue: serialise them.
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"clickrec.live_tables.{schema}",))
-        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema_id))
-        cur.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
-            schema_id, sql.Literal("clickrec gold tables: live stream results and published "
-                                   "recommendations, for the API, dashboard and SQL consumers.")))
-        for statement in _TABLE_DDL:
-            cur.execute(sql.SQL(statement).format(schema=schema_id))
-        for table, (table_comment, column_comments) in _COMMENTS.items():
-            comment_on(cur, "TABLE", sql.Identifier(schema, table), table_comment, column_comments)
-
-
-def comment_on(cur: psycopg.Cursor, kind: str, target: sql.Composable, comment: str,
-               column_comments: Mapping[str, str]) -> None:
-    """Describe a table or view (`kind`) and its columns in the catalogue, for SQL consumers."""
-    cur.execute(sql.SQL("COMMENT ON {} {} IS {}").format(sql.SQL(kind), target, sql.Literal(comment)))
-    for column, column_comment in column_comments.items():
-        if column_comment:
-            cur.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
-                target, sql.Identifier(column), sql.Literal(column_comment)))
 
 
 def replace_windows(
@@ -307,15 +111,15 @@ def replace_windows(
     if table not in _WINDOWED_TABLES:
         raise ValueError(f"replace_windows: table must be one of {sorted(_WINDOWED_TABLES)}, got {table!r}")
     columns, key = _WINDOWED_TABLES[table]
-    data = _arrow_for_copy(rows, columns, table)
+    data = arrow_for_copy(rows, columns, table)
     starts = [_require_aware(start, "window_starts") for start in window_starts]
     _require_within_windows(data.column("window_start"), starts, table)
-    _require_unique(data, key, table)
+    require_unique(data, key, table)
     if not starts:
         return 0
 
     with conn.transaction(), conn.cursor() as cur:
-        _replace_windows_from(cur, table, _stage(cur, data, columns, table), starts, schema)
+        _replace_windows_from(cur, table, stage_rows(cur, data, columns, table), starts, schema)
     return data.num_rows
 
 
@@ -338,7 +142,7 @@ def _replace_windows_from(cur: psycopg.Cursor, table: str, stage: sql.Identifier
         ),
         {"starts": list(starts)},
     )
-    cur.execute(_upsert_changed_sql(target, stage, [c.name for c in columns], key, values))
+    cur.execute(upsert_changed_sql(target, stage, [c.name for c in columns], key, values))
 
 
 def add_event_statistics_once(
@@ -357,7 +161,7 @@ def add_event_statistics_once(
     if not sink:
         raise ValueError("add_event_statistics_once: sink must be a non-empty name")
     columns = _EVENT_STATISTICS_COLUMNS
-    data = _arrow_for_copy(increments, columns, "event_statistics")
+    data = arrow_for_copy(increments, columns, "event_statistics")
     target = sql.Identifier(schema, "event_statistics")
     with conn.transaction(), conn.cursor() as cur:
         # Taken first: a concurrent replay of the same batch waits here on the key, then skips.
@@ -368,7 +172,7 @@ def add_event_statistics_once(
         )
         if cur.rowcount == 0:
             return False
-        stage = _stage(cur, data, columns, "event_statistics")
+        stage = stage_rows(cur, data, columns, "event_statistics")
         cur.execute(sql.SQL("""
             INSERT INTO {target} AS t (event, event_count, first_event_at, last_event_at)
             SELECT event, sum(event_count)::bigint, min(first_event_at), max(last_event_at)
@@ -399,12 +203,12 @@ def upsert_recent_items(
     if keep_per_visitor < 1:
         raise ValueError(f"upsert_recent_items: keep_per_visitor must be at least 1, got {keep_per_visitor}")
     columns = _RECENT_ITEMS_COLUMNS
-    data = _arrow_for_copy(rows, columns, "user_recent_items")
+    data = arrow_for_copy(rows, columns, "user_recent_items")
     if data.num_rows == 0:
         return 0
     visitors = pc.count_distinct(data.column("visitor_id")).as_py()
     with conn.transaction(), conn.cursor() as cur:
-        stage = _stage(cur, data, columns, "user_recent_items")
+        stage = stage_rows(cur, data, columns, "user_recent_items")
         _merge_recent_items(cur, sql.SQL("SELECT * FROM {}").format(stage), keep_per_visitor, schema)
     return visitors
 
@@ -500,14 +304,14 @@ def apply_live_events(
     if retention is not None and retention <= timedelta(0):
         raise ValueError(f"apply_live_events: retention must be positive, got {retention}")
     columns = _LIVE_BATCH_COLUMNS
-    data = _arrow_for_copy(events, columns, "live events")
+    data = arrow_for_copy(events, columns, "live events")
     if recent_items is not None:
-        recent_data = _arrow_for_copy(recent_items, _RECENT_ITEMS_COLUMNS, "user_recent_items")
+        recent_data = arrow_for_copy(recent_items, _RECENT_ITEMS_COLUMNS, "user_recent_items")
     live = sql.Identifier(schema, "live_clickstream_events")
     names = sql.SQL(", ").join(sql.Identifier(column.name) for column in columns)
     applied = {"inserted": 0, "visitors": 0, "stats_windows": 0, "trending_windows": 0}
     with conn.transaction(), conn.cursor() as cur:
-        stage = _stage(cur, data, columns, "live_events")
+        stage = stage_rows(cur, data, columns, "live_events")
         cur.execute(sql.SQL("""
             INSERT INTO {live} ({names}) SELECT {names} FROM {stage} WHERE ts >= %(horizon)s
             ON CONFLICT (event_id) DO NOTHING
@@ -521,7 +325,7 @@ def apply_live_events(
             recent = sql.SQL("SELECT visitor_id, item_id, event AS last_event, ts AS last_seen_at FROM {} "
                              "WHERE item_id IS NOT NULL").format(stage)
         else:
-            recent = sql.SQL("SELECT * FROM {}").format(_stage(cur, recent_data, _RECENT_ITEMS_COLUMNS,
+            recent = sql.SQL("SELECT * FROM {}").format(stage_rows(cur, recent_data, _RECENT_ITEMS_COLUMNS,
                                                               "user_recent_items"))
         _merge_recent_items(cur, recent, keep_per_visitor, schema)
         applied["visitors"] = cur.execute(
@@ -545,7 +349,7 @@ class TouchedLiveWindows:
     def of(cls, ts: pa.ChunkedArray | pa.Array, horizon: datetime) -> TouchedLiveWindows:
         """The windows of the event times ``ts`` (timezone-aware timestamps) at or after ``horizon``."""
         # Event times are after 1970 (the contract's rule), so integer division floors them.
-        numbers = pc.unique(pc.divide(pc.cast(pc.cast(ts, _TIMESTAMP), pa.int64()), _SLIDE_US)).drop_null()
+        numbers = pc.unique(pc.divide(pc.cast(pc.cast(ts, TIMESTAMP), pa.int64()), _SLIDE_US)).drop_null()
         return cls.spanning((_slide_start(n) for n in numbers.to_pylist()), horizon)
 
     @classmethod
@@ -666,24 +470,6 @@ def _refresh_live_trending(cur: psycopg.Cursor, live: sql.Identifier, starts: li
 
 # Helpers ----------------------------------------------------------------------------------------
 
-def _arrow_for_copy(rows: pa.Table, columns: Sequence[_Column], what: str) -> pa.Table:
-    """The columns a loader needs, in order and cast to their canonical types (extra ones dropped)."""
-    missing = [column.name for column in columns if column.name not in rows.column_names]
-    if missing:
-        raise ValueError(f"{what}: missing column(s) {missing}; got {rows.column_names}")
-    arrays = []
-    for column in columns:
-        array = rows.column(column.name)
-        if pa.types.is_timestamp(column.arrow_type) and (
-            not pa.types.is_timestamp(array.type) or array.type.tz is None
-        ):
-            raise ValueError(f"{what}.{column.name}: expected a timezone-aware timestamp, got {array.type}")
-        if column.required and array.null_count:
-            raise ValueError(f"{what}.{column.name}: {array.null_count} null value(s) in a required column")
-        arrays.append(array.cast(column.arrow_type))
-    return pa.Table.from_arrays(arrays, names=[column.name for column in columns])
-
-
 def _require_aware(value: datetime, what: str) -> datetime:
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what}: expected timezone-aware datetimes, got {value!r}")
@@ -691,82 +477,7 @@ def _require_aware(value: datetime, what: str) -> datetime:
 
 
 def _require_within_windows(window_start: pa.ChunkedArray, starts: list[datetime], what: str) -> None:
-    inside = pc.is_in(window_start, value_set=pa.array(starts, type=_TIMESTAMP))
+    inside = pc.is_in(window_start, value_set=pa.array(starts, type=TIMESTAMP))
     outside = pc.unique(window_start.filter(pc.invert(inside)))
     if len(outside):
         raise ValueError(f"{what}: rows for window(s) not in window_starts: {outside.to_pylist()[:5]}")
-
-
-def _require_unique(data: pa.Table, key: Sequence[str], what: str) -> None:
-    counts = data.group_by(list(key)).aggregate([([], "count_all")])
-    duplicated = counts.filter(pc.greater(counts.column("count_all"), 1))
-    if duplicated.num_rows:
-        raise ValueError(f"{what}: {duplicated.num_rows} key(s) {list(key)} occur more than once, "
-                         f"e.g. {duplicated.slice(0, 3).to_pylist()}")
-
-
-def _stage(cur: psycopg.Cursor, data: pa.Table, columns: Sequence[_Column], what: str) -> sql.Identifier:
-    """COPY ``data`` into a new temporary table, dropped at commit; return its name."""
-    # Unique so that two loads inside one caller's transaction (savepoints) do not collide.
-    stage = sql.Identifier(f"stage_{what}_{uuid.uuid4().hex[:12]}")
-    cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
-        stage,
-        sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(column.name), sql.SQL(column.sql_type))
-            for column in columns),
-    ))
-    if data.num_rows == 0:
-        return stage
-    copy_arrow(cur, stage, data.column_names, data.to_batches(max_chunksize=_COPY_CHUNK_ROWS))
-    return stage
-
-
-def copy_arrow(cur: psycopg.Cursor, target: sql.Composable, names: Sequence[str],
-               batches: Iterable[pa.RecordBatch], *, freeze: bool = False) -> int:
-    """COPY Arrow record batches (columns ``names``, in that order) into ``target``; return rows copied.
-
-    Columns must be of types that Arrow's CSV writer writes as text Postgres parses: numbers, strings,
-    booleans, timezone-aware timestamps. ``freeze`` (COPY FREEZE) is for a table created in the same
-    transaction: its rows land frozen and all-visible, so index-only scans work without a VACUUM.
-    """
-    # Arrow writes nulls as empty fields and quotes every string, which is how COPY's CSV format
-    # tells NULL from '' ; timestamps come out as ISO 8601 with a Z suffix.
-    options = pacsv.WriteOptions(include_header=False)
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv{})").format(
-        target, sql.SQL(", ").join(sql.Identifier(name) for name in names),
-        sql.SQL(", FREEZE") if freeze else sql.SQL(""))
-    copied = 0
-    with cur.copy(statement) as copy:
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            buffer = pa.BufferOutputStream()
-            pacsv.write_csv(batch, buffer, options)
-            copy.write(memoryview(buffer.getvalue()))
-            copied += batch.num_rows
-    return copied
-
-
-def _upsert_changed_sql(
-    target: sql.Identifier,
-    stage: sql.Identifier,
-    columns: Sequence[str],
-    key: Sequence[str],
-    values: Sequence[str],
-) -> sql.Composed:
-    """INSERT the staged rows; on a key conflict update only rows whose values differ."""
-    names = sql.SQL(", ").join(sql.Identifier(name) for name in columns)
-    return sql.SQL("""
-        INSERT INTO {target} AS t ({names}) SELECT {names} FROM {stage}
-        ON CONFLICT ({key}) DO UPDATE SET {assignments}, updated_at = now()
-        WHERE ({current}) IS DISTINCT FROM ({incoming})
-    """).format(
-        target=target,
-        names=names,
-        stage=stage,
-        key=sql.SQL(", ").join(sql.Identifier(name) for name in key),
-        assignments=sql.SQL(", ").join(
-            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name)) for name in values),
-        current=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(name)) for name in values),
-        incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(name)) for name in values),
-    )

@@ -36,11 +36,9 @@ import pyarrow.compute as pc
 from psycopg import errors, sql
 from psycopg.types.json import Jsonb
 
-from clickrec_platform.serving.live_tables import comment_on, copy_arrow
+from clickrec_platform.serving.pg_copy import COPY_CHUNK_ROWS, TIMESTAMP, comment_on, copy_arrow
 
 PUBLISH_LOG = "publish_log"
-_TIMESTAMP = pa.timestamp("us", tz="UTC")
-_COPY_CHUNK_ROWS = 65_536
 _MAX_IDENTIFIER = 63  # Postgres truncates longer names
 SWAP_LOCK_TIMEOUT_MS = 100  # longest a reader may wait behind one attempt to switch a view
 
@@ -335,13 +333,13 @@ def _for_csv(array: pa.Array, column: Column) -> pa.Array:
             raise ValueError(f"expected a timestamp, got {array.type}")
         if array.type.tz is None:
             array = array.cast(pa.timestamp(array.type.unit, tz="UTC"))
-        return array.cast(_TIMESTAMP)
+        return array.cast(TIMESTAMP)
     return array.cast(target)
 
 
 def _batches(rows: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     if isinstance(rows, pa.Table):
-        yield from rows.to_batches(max_chunksize=_COPY_CHUNK_ROWS)
+        yield from rows.to_batches(max_chunksize=COPY_CHUNK_ROWS)
     else:
         yield from rows
 

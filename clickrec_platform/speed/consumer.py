@@ -39,13 +39,9 @@ import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from clickrec_platform.events.codec import InvalidEvent, decode
+from clickrec_platform.serving.live_ddl import ensure_live_tables
 from clickrec_platform.serving.live_path import live_horizon, post_live_events, refresh_windows
-from clickrec_platform.serving.live_tables import (
-    LiveApplied,
-    TouchedLiveWindows,
-    ensure_live_tables,
-    live_windows_held,
-)
+from clickrec_platform.serving.live_tables import LiveApplied, TouchedLiveWindows, live_windows_held
 from clickrec_platform.settings import Settings
 from clickrec_platform.speed.offsets import (
     Fenced,

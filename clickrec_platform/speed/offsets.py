@@ -21,7 +21,8 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
-from clickrec_platform.serving.live_tables import GOLD_SCHEMA, comment_on
+from clickrec_platform.serving.live_ddl import GOLD_SCHEMA
+from clickrec_platform.serving.pg_copy import comment_on
 
 OFFSETS_TABLE = "speed_layer_offsets"
 REJECTS_TABLE = "speed_layer_rejects"

@@ -20,11 +20,11 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from clickrec_platform.events.contract import INTERACTION_WEIGHTS
+from clickrec_platform.serving.live_ddl import ensure_live_tables
 from clickrec_platform.serving.live_tables import (
     LiveWindows,
     add_event_statistics_once,
     apply_live_events,
-    ensure_live_tables,
     replace_windows,
     upsert_recent_items,
 )

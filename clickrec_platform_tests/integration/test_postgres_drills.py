@@ -30,7 +30,8 @@ import pytest
 from psycopg import sql
 
 from clickrec_platform.events.codec import encode, kafka_key
-from clickrec_platform.serving.live_tables import add_event_statistics_once, ensure_live_tables
+from clickrec_platform.serving.live_ddl import ensure_live_tables
+from clickrec_platform.serving.live_tables import add_event_statistics_once
 from clickrec_platform.serving.retry import write_with_retry
 from clickrec_platform.serving.roles import reader_dsn
 from clickrec_platform.settings import Settings, get_settings

@@ -1,5 +1,5 @@
 """Every query the API runs: parameterised, against the gold schema, one round trip per answer where
-possible, each served by an index (see ``serving/gold_tables.py`` and ``serving/live_tables.py``).
+possible, each served by an index (see ``serving/gold_tables.py`` and ``serving/live_ddl.py``).
 
 The SQL is rendered once per schema; connections prepare each statement on first use.
 """
