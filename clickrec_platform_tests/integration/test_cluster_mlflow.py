@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import mlflow
 import pytest
 from mlflow.artifacts import download_artifacts
 from mlflow.tracking import MlflowClient
@@ -25,6 +26,10 @@ def test_run_artifacts_go_to_the_object_store_and_come_back_through_the_tracking
     assert server.start(), "the test's MLflow server was already running"
     client = MlflowClient(settings.tracking_uri)
     experiment_id = client.create_experiment(f"cluster-artifacts-{uuid.uuid4().hex[:8]}")
+    # An experiment's `mlflow-artifacts:` location is resolved against the process's tracking URI, not the
+    # client's: pointed at the stack's server (as earlier tests leave it), the artifacts would go to its store.
+    previous_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(settings.tracking_uri)
     try:
         assert server.health().ok
         run = client.create_run(experiment_id)
@@ -40,7 +45,6 @@ def test_run_artifacts_go_to_the_object_store_and_come_back_through_the_tracking
         # Stored in the bucket, under the experiment and run …
         store = s3_filesystem(settings)
         prefix = f"{settings.lake_bucket}/mlflow-artifacts/{experiment_id}/{run.info.run_id}/artifacts"
-        # (Each object by its key: a prefix listing of S3Proxy's file-system provider needs folder markers.)
         stored = {key: info.size for key, info in zip(("report.txt", "model/weights.bin"), store.get_file_info(
             [f"{prefix}/report.txt", f"{prefix}/model/weights.bin"]), strict=True) if info.is_file}
         assert stored == {"report.txt": report.stat().st_size, "model/weights.bin": 256 * 64}, stored
@@ -53,6 +57,7 @@ def test_run_artifacts_go_to_the_object_store_and_come_back_through_the_tracking
         assert (tmp_path / "fetched" / "model" / "weights.bin").read_bytes() == (model / "weights.bin").read_bytes(), \
             fetched
     finally:
+        mlflow.set_tracking_uri(previous_uri)
         client.delete_experiment(experiment_id)
         server.stop()
 
