@@ -365,13 +365,13 @@ class Settings(BaseSettings):
     def ensure_local_password(self) -> str:
         """Return the Postgres password, generating and storing one for the local cluster if unset."""
         if self.postgres_password is None:
-            self.postgres_password = _generate_secret(self.local_password_file)
+            self.postgres_password = generate_secret(self.local_password_file)
         return self.postgres_password.get_secret_value()
 
     def ensure_local_s3_secret(self) -> str:
         """Return the object store's secret key, generating and storing one for the local S3Proxy if unset."""
         if self.s3_secret_key is None:
-            self.s3_secret_key = _generate_secret(self.local_s3_secret_file)
+            self.s3_secret_key = generate_secret(self.local_s3_secret_file)
         return self.s3_secret_key.get_secret_value()
 
     def postgres_dsn(self, database: str | None = None, driver: str = "postgresql") -> str:
@@ -388,7 +388,7 @@ class Settings(BaseSettings):
         )
 
 
-def _generate_secret(path: Path) -> SecretStr:
+def generate_secret(path: Path) -> SecretStr:
     """A random secret written to ``path`` (mode 600, created before it holds anything), as read back."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)

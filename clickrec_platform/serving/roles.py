@@ -8,13 +8,11 @@ ended (an open transaction on a published view would hold back the next publish)
 
 from __future__ import annotations
 
-import secrets
-
 import psycopg
 from psycopg import sql
 from pydantic import SecretStr
 
-from clickrec_platform.settings import Settings
+from clickrec_platform.settings import Settings, generate_secret
 
 
 def reader_password(settings: Settings, *, create: bool = True) -> str:
@@ -27,9 +25,7 @@ def reader_password(settings: Settings, *, create: bool = True) -> str:
         if not create:
             raise RuntimeError(f"No password for the read-only role {settings.reader_role!r}: set "
                                f"CLICKREC_READER_PASSWORD, or run `clickrec serve` once to generate {path}.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(24))
+        return generate_secret(path).get_secret_value()
     return path.read_text().strip()
 
 
