@@ -30,8 +30,12 @@ class _FromSettings(dg.ConfigurableResource):
     def from_settings(cls, settings: Settings):
         return cls(**cls._field_values(settings))
 
+    def overrides(self) -> dict:
+        """Its fields as settings (setting name → value), to lay over another resource's settings."""
+        return {name: getattr(self, field) for field, name in self.SETTINGS.items()}
+
     def settings(self) -> Settings:
-        return get_settings().model_copy(update={name: getattr(self, field) for field, name in self.SETTINGS.items()})
+        return get_settings().model_copy(update=self.overrides())
 
 
 class LakeResource(_FromSettings):
@@ -115,13 +119,35 @@ class PostgresResource(_FromSettings):
             yield conn
 
 
+class MlflowResource(_FromSettings):
+    """The tracking server and the names a training logs and registers under (the server keeps the
+    artifacts: on the local disk, or in the object store on the cluster topology)."""
+
+    tracking_uri: str
+    experiment: str = "clickrec"
+    registered_model: str = "clickrec-recommender"
+    session_registered_model: str = "clickrec-session-recommender"
+
+    SETTINGS: ClassVar[dict[str, str]] = {
+        "tracking_uri": "mlflow_tracking_uri", "experiment": "mlflow_experiment",
+        "registered_model": "registered_model_name", "session_registered_model": "session_registered_model_name"}
+
+    @classmethod
+    def _field_values(cls, settings: Settings) -> dict:
+        return {**super()._field_values(settings), "tracking_uri": settings.tracking_uri}  # the stack's when unset
+
+    def over(self, settings: Settings) -> Settings:
+        """``settings`` (e.g. the lake resource's) with this resource's server and names."""
+        return settings.model_copy(update=self.overrides())
+
+
 def platform_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The resources every asset uses, configured from ``settings``: the definitions bind them from the
     process's settings; ``orchestration.materialize`` binds them from the settings it is given, so one
     definitions module runs against either topology (or a scratch lake)."""
     lake = LakeResource.from_settings(settings)
     return {"lake": lake, "spark": SparkResource.from_settings(settings, lake),
-            "postgres": PostgresResource.from_settings(settings)}
+            "postgres": PostgresResource.from_settings(settings), "mlflow": MlflowResource.from_settings(settings)}
 
 
 _HINTS = {"silver.events": "run the stream job (`clickrec stream --available-now`) after producing events"}

@@ -78,5 +78,15 @@ def test_dagster_resources_carry_the_topology_they_were_configured_for(tmp_path,
         assert cluster["postgres"].settings().postgres_port == 6543
         assert local["postgres"].settings().postgres_port == get_settings().postgres_port != 6543
         assert local["lake"].settings().lake_uri == str(tmp_path / "lake")
+        # MLflow's server and names laid over the lake's settings, as the training assets read them.
+        elsewhere = Settings(home=tmp_path, mlflow_tracking_uri="http://mlflow.example:5000",
+                             registered_model_name="other", mlflow_experiment="exp")
+        mlflow = platform_resources(elsewhere)["mlflow"]
+        assert (mlflow.tracking_uri, mlflow.registered_model, mlflow.experiment) == (
+            "http://mlflow.example:5000", "other", "exp")
+        merged = mlflow.over(cluster["lake"].settings())
+        assert (merged.tracking_uri, merged.registered_model_name, merged.lake_uri) == (
+            "http://mlflow.example:5000", "other", "s3a://clickrec-lake/lake")
+        assert local["mlflow"].tracking_uri == get_settings().tracking_uri
     finally:
         get_settings.cache_clear()

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from clickrec_platform.defs import checks
 from clickrec_platform.defs.ingest.sources import SILVER_EVENTS_KEY
-from clickrec_platform.defs.resources import LakeResource, SparkResource
+from clickrec_platform.defs.resources import LakeResource, MlflowResource, SparkResource
 from clickrec_platform.lake import duck
 from clickrec_platform.lake.table_versions import latest_version
 from clickrec_platform.lake.tables import GOLD_SESSIONS, SILVER_EVENTS
@@ -107,8 +107,8 @@ def sessions(context: dg.AssetExecutionContext, spark: SparkResource, lake: Lake
                     "A session champion is registered (what the API blends in).", blocking=True),
     ],
 )
-def session_models(context: dg.AssetExecutionContext, lake: LakeResource):
-    settings = lake.settings()
+def session_models(context: dg.AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource):
+    settings = mlflow.over(lake.settings())
     with duck.connect(settings) as con:
         frame = con.execute(f"SELECT * FROM {duck.scan(GOLD_SESSIONS.path(settings))}").df()
     protocol = session_protocol(settings)

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from clickrec_platform.defs import checks
 from clickrec_platform.defs.features.assets import ITEM_FEATURES_KEY, TRAINING_SPLITS_KEY
-from clickrec_platform.defs.resources import LakeResource, SparkResource
+from clickrec_platform.defs.resources import LakeResource, MlflowResource, SparkResource
 from clickrec_platform.lake import duck
 from clickrec_platform.lake.table_versions import latest_version
 from clickrec_platform.lake.tables import (
@@ -72,8 +72,8 @@ def _read(settings, table, columns="*"):
                     "A champion exists and beats the popularity baseline on this validation split.", blocking=True),
     ],
 )
-def models(context: dg.AssetExecutionContext, lake: LakeResource):
-    settings = lake.settings()
+def models(context: dg.AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource):
+    settings = mlflow.over(lake.settings())
     splits = _read(settings, GOLD_TRAINING_SPLITS)
     items = _read(settings, GOLD_ITEM_FEATURES, "item_id, category_id")
     data_versions = {"gold.training_splits": latest_version(GOLD_TRAINING_SPLITS.path(settings), settings),
@@ -150,8 +150,9 @@ def models(context: dg.AssetExecutionContext, lake: LakeResource):
                     blocking=True),
     ],
 )
-def recommendation_tables(context: dg.AssetExecutionContext, spark: SparkResource, lake: LakeResource):
-    settings = lake.settings()
+def recommendation_tables(context: dg.AssetExecutionContext, spark: SparkResource, lake: LakeResource,
+                          mlflow: MlflowResource):
+    settings = mlflow.over(lake.settings())
     found = champion_model(settings.registered_model_name, settings.tracking_uri)
     if found is None:
         raise dg.Failure(f"model {settings.registered_model_name!r} has no champion yet: materialise "
