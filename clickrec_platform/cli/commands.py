@@ -1,4 +1,4 @@
-"""`clickrec`: one command line for the whole platform."""
+"""`clickrec`'s commands (typer); what they print is in `terminal`, the demo's steps in `demo`."""
 
 from __future__ import annotations
 
@@ -6,15 +6,22 @@ import json
 import os
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from clickrec_platform.cli.demo import run_demo
+from clickrec_platform.cli.terminal import (
+    console,
+    err,
+    fail,
+    print_query,
+    print_run_report,
+    print_status,
+    start_stack,
+)
 from clickrec_platform.settings import get_settings
 from clickrec_platform.stack import services
 from clickrec_platform.stack.process import ServiceError, log_tail
@@ -22,8 +29,6 @@ from clickrec_platform.stack.setup import run_setup
 
 app = typer.Typer(help="clickrec: clickstream recommendation lakehouse.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-console = Console()
-err = Console(stderr=True)
 
 ServiceNames = Annotated[list[str] | None, typer.Argument(help="Services (default: all).")]
 
@@ -42,11 +47,6 @@ def _global_options(
         get_settings.cache_clear()
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
-
-
 @app.command()
 def setup() -> None:
     """Install what the platform needs on this machine (Debian packages, Kafka and Spark jars)."""
@@ -54,37 +54,14 @@ def setup() -> None:
     try:
         run_setup(get_settings(), report=lambda line: console.print(f"[cyan]setup[/] {line}"))
     except ServiceError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     console.print(f"setup took {time.monotonic() - started:.1f}s")
 
 
 @app.command()
 def up(names: ServiceNames = None) -> None:
     """Start the local stack (idempotent): PostgreSQL, Kafka, MLflow, Dagster webserver and daemon."""
-    settings = get_settings()
-    started_at = time.monotonic()
-    try:
-        run_setup(settings, report=lambda line: console.print(f"[cyan]setup[/] {line}"))
-        for service in services(settings, names):
-            t0 = time.monotonic()
-            with console.status(f"starting {service.name}…"):
-                started = service.start()
-            state = "started" if started else ("already running" if service.managed else "external")
-            console.print(f"[green]✓[/] {service.name:<18} {state:<16} {service.url}  "
-                          f"({time.monotonic() - t0:.1f}s)")
-    except (ServiceError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
-    console.print(f"stack up in {time.monotonic() - started_at:.1f}s")
-
-
-def _fit_session_split_to(days: int) -> None:
-    """A short demo history cannot hold the session protocol's default 2 days of test and 2 of
-    validation before some training: unless set, each gets a third of the history (at most 2 days).
-    The Dagster assets read the settings from the environment, hence the variables."""
-    share = min(2.0, days / 3)
-    for name in ("CLICKREC_SESSION_TEST_DAYS", "CLICKREC_SESSION_VALIDATION_DAYS"):
-        os.environ.setdefault(name, f"{share:g}")
-    get_settings.cache_clear()
+    start_stack(get_settings(), names)
 
 
 @app.command()
@@ -101,115 +78,9 @@ def demo(
     """Run the platform end to end on the local stack: services up, generated traffic through Kafka
     into the lake (bronze → silver → gold) and Postgres, the Dagster graph (features → models →
     publish), answers from the API; then live traffic left running, and where to look."""
-    started = time.monotonic()
     settings = get_settings()
-    events = settings.demo_events if events is None else events
-    days = settings.demo_days if days is None else days
-    up(None)
-    if events > 0:
-        from clickrec_platform.orchestration import materialize_and_report
-        from clickrec_platform.producer.run import produce_generated
-        from clickrec_platform.sources.generator import GeneratorConfig
-        from spark_jobs.clickstream_stream import StreamOptions, run
-
-        _stop_live_traffic(settings)  # a continuous job of an earlier demo would share the checkpoints
-        # The same world every time, its traffic over the last `days` days (a re-run on the same day
-        # repeats the same events, which the stream job deduplicates).
-        start = datetime.now(UTC).date() - timedelta(days=days)
-        console.rule(f"producing {events:,} generated events to Kafka ({days} days from {start})")
-        summary = produce_generated(settings, GeneratorConfig(events=events, days=days, start_date=start))
-        console.print(f"sent {summary.delivered:,} events at {summary.events_per_second:,.0f}/s")
-        console.rule("streaming Kafka → bronze → silver → gold (available-now)")
-        seconds = run(settings, StreamOptions(available_now=True,
-                                             max_offsets_per_trigger=settings.stream_max_offsets_per_trigger,
-                                             max_files_per_trigger=settings.stream_max_files_per_trigger))
-        console.print("seconds per query: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
-        console.rule("what landed")
-        sql("SELECT sum(bronze_rows) AS bronze, sum(silver_rows) AS silver, sum(quarantined_rows) AS quarantined, "
-            "sum(duplicate_rows) AS duplicates FROM ops.stream_batches", output="table", limit=5)
-        sql("SELECT event, event_count, first_event_at, last_event_at FROM gold.event_statistics "
-            "ORDER BY event_count DESC", output="table", limit=10)
-        console.rule("materialising the Dagster graph (reference data → features → models → publish)")
-        _fit_session_split_to(days)
-        report = materialize_and_report(settings)
-        _print_run_report(report)
-        if not report.success:
-            raise _fail("the Dagster run failed: see above, or the run in the Dagster UI")
-        console.rule("a few answers from the recommendation API")
-        _show_api_answers(settings)
-    if live:
-        console.rule("live traffic, left running in the background")
-        _start_live_traffic(settings.model_copy(update={"demo_events": events or settings.demo_events}))
-    api = f"http://{settings.bind_host}:{settings.api_port}"
-    console.rule("where to look")
-    console.print(f"Dagster UI  {settings.dagster_url}\nMLflow UI   {settings.tracking_uri}\n"
-                  f"API docs    {api}/docs\n"
-                  f"Dashboard   http://{settings.bind_host}:{settings.dashboard_port}\n"
-                  f"Kafka       {settings.kafka_bootstrap_servers} (topic {settings.kafka_topic})\n"
-                  f"PostgreSQL  {settings.postgres_host}:{settings.postgres_port} "
-                  f"(databases {settings.postgres_db}, {settings.dagster_db}, {settings.mlflow_db}; "
-                  f"schema {settings.gold_schema})\n"
-                  f"Lake        {settings.lake_uri}  (clickrec sql \"SELECT count(*) FROM silver.events\")\n"
-                  f"Metrics     {api}/metrics (API)" + "".join(
-                      f", {url} ({what})" for what, url in _live_metrics_urls(settings) if live),
-                  highlight=False, soft_wrap=True)
-    if live:
-        console.print("Live traffic keeps the live tables, /trending and the dashboard moving until stopped: "
-                      "[bold]make down[/] (or [bold]clickrec down[/]) stops it with the stack; "
-                      "[bold]clickrec down live-producer speed-layer stream[/] stops only the live traffic.", highlight=False)
-    console.print(f"demo took {time.monotonic() - started:.0f}s")
-    status(as_json=False)
-
-
-def _live_metrics_urls(settings) -> list[tuple[str, str]]:
-    urls = [("live producer", f"http://{settings.bind_host}:{settings.producer_metrics_port}/metrics")]
-    if settings.speed_metrics_port:
-        urls.append(("speed layer", f"http://{settings.bind_host}:{settings.speed_metrics_port}/metrics"))
-    if settings.stream_metrics_port:
-        urls.append(("stream job", f"http://{settings.bind_host}:{settings.stream_metrics_port}/metrics"))
-    return urls
-
-
-def _stop_live_traffic(settings) -> None:
-    for service in reversed(services(settings, on_request=True)):
-        if service.on_request and service.stop():
-            console.print(f"stopped {service.name}: live traffic of an earlier demo (its stream job would share "
-                          "this run's checkpoints)")
-
-
-def _start_live_traffic(settings) -> None:
-    """The on-request services (stream job, live producer): started, ready, left running."""
-    for service in services(settings, on_request=True):
-        if not service.on_request:
-            continue
-        t0 = time.monotonic()
-        try:
-            with console.status(f"starting {service.name}…"):
-                started = service.start()
-        except ServiceError as exc:
-            raise _fail(str(exc)) from exc
-        console.print(f"[green]✓[/] {service.name:<18} {'started' if started else 'already running':<16} "
-                      f"{service.url}  ({time.monotonic() - t0:.1f}s)", highlight=False)
-
-
-def _show_api_answers(settings) -> None:
-    """Real answers from the running API, for a visitor who has published recommendations."""
-    import httpx
-    import psycopg
-    from psycopg import sql as pgsql
-
-    base = f"http://{settings.bind_host}:{settings.api_port}"
-    with psycopg.connect(settings.postgres_dsn()) as conn:
-        row = conn.execute(pgsql.SQL("SELECT visitor_id FROM {}.user_recommendations ORDER BY visitor_id LIMIT 1")
-                           .format(pgsql.Identifier(settings.gold_schema))).fetchone()
-    paths = [f"/recommendations/{row[0] if row else 1}?k=5", "/trending?limit=5", "/popular-products?limit=5",
-             "/search?q=available&limit=3"]
-    for path in paths:
-        try:
-            response = httpx.get(base + path, timeout=10)
-            console.print(f"GET {path} → {response.status_code}\n{response.text[:600]}", highlight=False)
-        except httpx.HTTPError as exc:
-            err.print(f"GET {path}: {exc}", highlight=False)
+    run_demo(settings, settings.demo_events if events is None else events,
+             settings.demo_days if days is None else days, live)
 
 
 @app.command()
@@ -218,7 +89,7 @@ def down(names: ServiceNames = None) -> None:
     try:
         chosen = services(get_settings(), names, on_request=True)
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     for service in reversed(chosen):
         stopped = service.stop()
         console.print(f"{service.name:<18} {'stopped' if stopped else 'not running'}")
@@ -229,26 +100,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
            ) -> None:
     """Each service: whether it runs, where, and whether it answers. Exit 1 if any is unhealthy (live
     traffic, started only on request, counts only while it runs)."""
-    rows = []
-    for service in services(get_settings(), on_request=True):
-        pid = service.process().pid() if service.managed else None
-        if service.on_request and pid is None:
-            rows.append({"service": service.name, "managed": True, "pid": None, "url": service.url,
-                         "healthy": None, "detail": f"not running (`clickrec demo` or `clickrec up {service.name}`)"})
-            continue
-        health = service.health()
-        rows.append({"service": service.name, "managed": service.managed, "pid": pid,
-                     "url": service.url, "healthy": health.ok, "detail": health.detail})
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        table = Table("service", "process", "url", "health", "detail")
-        labels = {True: "[green]healthy[/]", False: "[red]down[/]", None: "[dim]off[/]"}
-        for row in rows:
-            process = (f"pid {row['pid']}" if row["pid"] else "stopped") if row["managed"] else "external"
-            table.add_row(row["service"], process, row["url"], labels[row["healthy"]], row["detail"])
-        console.print(table)
-    if any(row["healthy"] is False for row in rows):
+    if not print_status(get_settings(), as_json):
         raise typer.Exit(code=1)
 
 
@@ -262,7 +114,7 @@ def logs(
     try:
         (service,) = services(get_settings(), [name])
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     path = service.process().log_file
     typer.echo(log_tail(path, lines))
     if follow:
@@ -302,7 +154,7 @@ def _generator_config(events: int, seed: int, days: int, start_date: str | None)
     try:
         return GeneratorConfig(events=events, seed=seed, days=days, **kwargs)
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 @app.command()
@@ -364,7 +216,7 @@ def produce(
     try:
         sink = KafkaEventSink(settings, topic, run_dir / f"dead-letter-{stamp}.jsonl", track_deliveries=metrics)
     except BrokerUnreachable as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     config = _generator_config(events, seed, days, start_date)
     if mode is Mode.live:
         now_ms = int(time.time() * 1000)
@@ -374,7 +226,7 @@ def produce(
     else:
         if source is Source.retailrocket:
             if input_path is None:
-                raise _fail("--source retailrocket needs --input (events.csv or its folder)")
+                raise fail("--source retailrocket needs --input (events.csv or its folder)")
             frames = retailrocket_frames(input_path, ledger)
         else:
             frames = generate_events(config)
@@ -398,7 +250,7 @@ def produce(
             summary = produce_frames(frames, sink, pacer, limit=limit, progress=progress,
                                      stop=threading.Event(), source_rejected=rejected)
     except FileNotFoundError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     finally:
         ledger.close()
     report = summary.as_dict() | {"rejects_path": str(ledger.rejects_path) if summary.source_rejected else None}
@@ -448,39 +300,7 @@ def sql(
     limit: Annotated[int, typer.Option(help="Rows to show at most (table format).")] = 50,
 ) -> None:
     """Query the Delta tables with DuckDB; every table is a view named <layer>.<name>."""
-    import duckdb
-
-    from clickrec_platform.lake.duck import lake_connection
-
-    if output not in ("table", "csv", "json"):
-        raise _fail(f"unknown --format {output!r}: use table, csv or json")
-    # DuckDB runs a query when its rows are read, so reading them is inside the try too: any failure
-    # is one line naming the problem, not a traceback.
-    try:
-        con = lake_connection(get_settings())
-        result = con.sql(query)
-        if result is None:
-            return
-        if output == "csv":
-            text = result.df().to_csv(index=False)
-        elif output == "json":
-            text = result.df().to_json(orient="records", date_format="iso", default_handler=str) + "\n"
-        else:
-            table = Table(*result.columns)
-            for row in result.fetchmany(limit):
-                table.add_row(*("" if v is None else str(v) for v in row))
-    except (duckdb.Error, OSError, ValueError) as exc:
-        raise _fail(one_line_error(exc)) from None
-    if output == "table":
-        console.print(table)
-    else:
-        typer.echo(text, nl=False)
-
-
-def one_line_error(exc: BaseException) -> str:
-    """``Kind: message`` on one line: DuckDB's messages span lines (the query, a caret under the fault)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else 'failed'}"
+    print_query(get_settings(), query, output, limit)
 
 
 @app.command()
@@ -512,22 +332,10 @@ def materialize(
     try:
         report = materialize_and_report(settings, select, PartitionRange.parse(partition) if partition else None)
     except (RuntimeError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
-    _print_run_report(report)
+        raise fail(str(exc)) from exc
+    print_run_report(report)
     if not report.success:
         raise typer.Exit(code=1)
-
-
-def _print_run_report(report) -> None:
-    table = Table(title=f"run {report.run_id} ({report.partitions}): {report.seconds:.1f}s")
-    for column in ("asset", "seconds", "rows", "checks"):
-        table.add_column(column)
-    for step in report.steps:
-        table.add_row(step.asset, f"{step.seconds:.1f}", f"{step.rows:,}" if step.rows is not None else "",
-                      step.checks_summary, style=None if step.ok else "red")
-    console.print(table)
-    for failure in report.failures:
-        err.print(f"[red]{failure}[/]", highlight=False)
 
 
 bench = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
@@ -547,7 +355,7 @@ def bench_produce(
     try:
         check_broker(settings, settings.kafka_topic)
     except BrokerUnreachable as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     for line in run_produce_benchmark(settings, events, repeats).lines():
         console.print(line, highlight=False)
 
@@ -625,11 +433,11 @@ def bench_soak(
                               warmup_minutes=warmup, on_sample=on_sample,
                               say=lambda line: bar.console.print(line, highlight=False, soft_wrap=True))
         except RuntimeError as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
     for line in report_lines(report):
         console.print(line, highlight=False, soft_wrap=True)
     if report.failed:
-        raise _fail("growth beyond its bound: " + ", ".join(t.series for t in report.failed))
+        raise fail("growth beyond its bound: " + ", ".join(t.series for t in report.failed))
 
 
 @bench.command("graph")
@@ -661,7 +469,7 @@ def bench_sessions(
     try:
         result = run(events, days, seed, protocol, models)
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     for line in result.lines():
         console.print(line, highlight=False, soft_wrap=True)  # a table: never wrapped
 
@@ -686,7 +494,7 @@ def serve(
     try:
         run_server(settings, host=host, port=port, workers=workers)
     except (psycopg.Error, RuntimeError) as exc:
-        raise _fail(f"{type(exc).__name__}: {exc}") from exc
+        raise fail(f"{type(exc).__name__}: {exc}") from exc
 
 
 @app.command()
@@ -736,8 +544,4 @@ def bench_api(
                                       only=only, session_model=session_model, live=live):
             console.print(line, highlight=False, soft_wrap=True)
     except RuntimeError as exc:
-        raise _fail(str(exc)) from exc
-
-
-if __name__ == "__main__":
-    app()
+        raise fail(str(exc)) from exc

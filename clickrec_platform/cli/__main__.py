@@ -1,0 +1,3 @@
+from clickrec_platform.cli import app
+
+app()
