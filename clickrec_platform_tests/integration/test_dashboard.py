@@ -23,6 +23,7 @@ import pyarrow as pa
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric
+from playwright.sync_api import Page
 
 from clickrec_platform.dashboard.data import TOP_N
 from clickrec_platform.lake.silver import load_events_into_silver
@@ -35,7 +36,7 @@ from clickrec_platform.settings import Settings
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 from clickrec_platform.stack.dashboard_server import DashboardService
 from clickrec_platform.stack.scratch import scratch_process_settings
-from clickrec_platform_tests.browser import Page, headless_chromium
+from clickrec_platform_tests.browser import headless_chromium, wait_for
 from clickrec_platform_tests.support import free_port
 
 pytestmark = pytest.mark.integration
@@ -82,7 +83,7 @@ class Dashboard:
         return self.page.evaluate(PAGE_STATE)
 
     def wait_until(self, done, timeout_s: float = 90.0) -> dict:
-        return self.page.wait_for(PAGE_STATE, lambda s: not s["busy"] and done(s), timeout_s)
+        return wait_for(self.page, PAGE_STATE, lambda s: not s["busy"] and done(s), timeout_s)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def dashboard(stack, tmp_path_factory) -> Iterator[Dashboard]:
             health = service.health()
             assert health.ok and "/_stcore/health 200" in health.detail, health
             with headless_chromium(width=1400, height=1000) as page:
-                page.navigate(service.url)
+                page.goto(service.url)
                 yield Dashboard(settings, page, service.url)
         finally:
             process.stop()
@@ -164,10 +165,12 @@ def _updated_at(text: str) -> str:
 def screenshot(dashboard: Dashboard, path: Path) -> Path:
     """The whole page: the window made as tall as the page, the charts drawn again at that size."""
     height = dashboard.state()["height"]
-    dashboard.page.resize(1400, max(height + 80, 1000))
+    dashboard.page.set_viewport_size({"width": 1400, "height": max(height + 80, 1000)})
     time.sleep(1)
     dashboard.wait_until(lambda s: s["drawn"] >= CHARTS)
-    return dashboard.page.screenshot(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dashboard.page.screenshot(path=str(path))
+    return path
 
 
 # ------------------------------------------------------------------------------------------ seeding
