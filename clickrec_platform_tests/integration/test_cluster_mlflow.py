@@ -20,7 +20,11 @@ pytestmark = pytest.mark.integration
 def test_run_artifacts_go_to_the_object_store_and_come_back_through_the_tracking_server(cluster, tmp_path):
     # A tracking server of the test's own (its own port and pid file), on the stack's backend store, started
     # from the cluster topology's settings as `clickrec --topology cluster up` starts it.
-    settings = cluster.model_copy(update={"home": tmp_path / "home", "mlflow_port": free_port()})
+    # (No MLFLOW_TRACKING_URI left in the environment by earlier tests' `mlflow.set_tracking_uri` may stand in
+    # for this server's address: the client and the readiness probe must reach this server.)
+    settings = cluster.model_copy(update={"home": tmp_path / "home", "mlflow_port": free_port(),
+                                          "mlflow_tracking_uri": None})
+    assert settings.tracking_uri == f"http://{settings.bind_host}:{settings.mlflow_port}"
     assert settings.mlflow_artifacts_uri == f"s3://{settings.lake_bucket}/mlflow-artifacts"
     server = MlflowService(settings)
     assert server.start(), "the test's MLflow server was already running"
