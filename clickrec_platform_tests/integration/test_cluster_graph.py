@@ -102,7 +102,7 @@ def test_the_whole_graph_runs_on_the_cluster_and_gives_the_local_topology_tables
                 published = pg_rows(s, f"SELECT {columns} FROM {{schema}}.{name} ORDER BY {columns}")
                 assert [tuple(map(str, row)) for row in published] == [tuple(map(str, row)) for row in in_lake], name
         finally:
-            _remove_mlflow_names(s, mlflow_names)
+            _remove_mlflow_names(mlflow_names)
 
     # The same events and definitions on the local topology (local[*], a lake folder), in this process.
     with lake_of_its_own(spark, tmp_path / "local", CONFIG) as local:
@@ -128,7 +128,7 @@ def _materialize(settings, env: dict[str, str], select: str) -> dict[tuple[str, 
     return {(e.asset_key.to_user_string(), e.check_name): e.passed for e in evaluations}
 
 
-def _remove_mlflow_names(settings, names: dict[str, str]) -> None:
+def _remove_mlflow_names(names: dict[str, str]) -> None:
     client = MlflowClient(names["MLFLOW_TRACKING_URI"])
     for name in (names["CLICKREC_REGISTERED_MODEL_NAME"], names["CLICKREC_SESSION_REGISTERED_MODEL_NAME"]):
         with contextlib.suppress(MlflowException):  # nothing was registered under it
