@@ -19,6 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def set_autogroup_nice(pid: int, nice: int) -> bool:
+    """Give the autogroup of `pid`'s session the niceness `nice`; False where the kernel has none.
+
+    With autogroups on (`kernel.sched_autogroup_enabled`, Debian's default), the scheduler first shares
+    the CPU equally between sessions, then between the threads of each by their niceness. Every process
+    the stack starts leads a session of its own (`start_new_session`), so a stream job at `nice -n 10`
+    still got a whole share beside the API's session: its JVM's threads ran at 10 only against each
+    other. The autogroup's own niceness is what weighs sessions against each other (sched(7)); every
+    process of the session, a JVM or a run worker, shares it. Raising it needs no privilege."""
+    path = Path(f"/proc/{pid}/autogroup")
+    try:
+        path.write_text(f"{nice}\n")
+    except OSError:  # no autogroup support (or the process is gone): the threads' own niceness remains
+        return False
+    return True
+
+
 class ServiceError(RuntimeError):
     """A service could not be started or stopped; the message says why and shows its log."""
 
@@ -101,6 +118,8 @@ class ManagedProcess:
     settle_timeout_s: float = 30.0  # how long a failed start's process gets to stop before SIGKILL
     # Scheduling priority (`nice`): batch work (the stream job, Dagster's runs) runs above 0, so that the
     # interactive services (the API, Postgres) get the CPU first; children inherit it (a Spark JVM, a run).
+    # Its session's autogroup gets the same niceness (see `set_autogroup_nice`): without that, nice only
+    # orders threads within the session.
     nice: int = 0
     # The stop signal to the leader alone, which stops its children itself (a PySpark driver stops its JVM: a
     # SIGTERM to the JVM too would shut Spark down under the queries the driver is stopping); whatever of the
@@ -156,6 +175,8 @@ class ManagedProcess:
                 cwd=self.cwd, env={**os.environ, **self.env()}, start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
+        if self.nice:
+            set_autogroup_nice(proc.pid, self.nice)
         if wait_until(self.ready, timeout_s, abort=lambda: proc.poll() is not None):
             return True
         reason = (f"exited with code {proc.returncode}" if proc.poll() is not None

@@ -107,6 +107,12 @@ def test_a_batch_process_and_what_it_starts_run_at_its_niceness(tmp_path):
         assert pid is not None and "nice" not in Path(f"/proc/{pid}/cmdline").read_text()
         child = int(ready_file.read_text())
         assert _niceness(pid) == _niceness(child) == min(19, base + 7)
+        # The session's autogroup too (where the kernel has them), which is what weighs it against the API's.
+        autogroup = Path(f"/proc/{pid}/autogroup")
+        if autogroup.exists():
+            assert autogroup.read_text().split()[-1] == "7"
+            assert Path(f"/proc/{child}/autogroup").read_text() == autogroup.read_text()
+            assert autogroup.read_text() != Path("/proc/self/autogroup").read_text()
     finally:
         batch.stop()
 
