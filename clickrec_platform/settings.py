@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     # Dagster
     dagster_home: Path | None = Field(default=None, validation_alias=_env("DAGSTER_HOME"))
     dagster_port: int = 3000
+    # The standing code server (`dagster code-server start`) the webserver and daemon connect to: it loads the
+    # definitions once and launches the runs. Without it the daemon starts a fresh code server process every
+    # minute (its workspace refresh), which imports the whole project each time.
+    dagster_code_server_port: int = 4266
 
     # Spark and the lake
     spark_master: str = Field(default="local[*]", validation_alias=_env("SPARK_MASTER"))
@@ -259,19 +263,20 @@ class Settings(BaseSettings):
     demo_live_rate: float = 20.0
 
     # Which services `clickrec up` runs on this machine; drop one to use an external deployment
-    # (e.g. CLICKREC_MANAGED_SERVICES='["postgres","mlflow","dagster-webserver","dagster-daemon"]'
-    # with KAFKA_BOOTSTRAP_SERVERS pointing at your cluster). `spark` and `s3proxy` are the cluster
-    # topology's Spark standalone cluster and object store.
-    managed_services: list[str] = ["postgres", "kafka", "mlflow", "dagster-webserver", "dagster-daemon", "api",
-                                   "dashboard", "prometheus", "spark", "s3proxy"]
+    # (e.g. CLICKREC_MANAGED_SERVICES='["postgres","mlflow","dagster-code-server","dagster-webserver",
+    # "dagster-daemon"]' with KAFKA_BOOTSTRAP_SERVERS pointing at your cluster). `spark` and `s3proxy` are the
+    # cluster topology's Spark standalone cluster and object store.
+    managed_services: list[str] = ["postgres", "kafka", "mlflow", "dagster-code-server", "dagster-webserver",
+                                   "dagster-daemon", "api", "dashboard", "prometheus", "spark", "s3proxy"]
     # How long `clickrec up` waits for each service to become ready.
     startup_timeout_s: float = 180.0
-    # Scheduling priority (niceness, 0-19) of what the local stack starts as batch work: the stream job
-    # and the Dagster daemon (whose code server and run workers, training included, inherit it). The
+    # Scheduling priority (niceness, 0-19) of what the local stack starts as batch work: the stream job, the
+    # Dagster daemon (sensors, schedules, the run queue) and the code server (whose run workers, training
+    # included, inherit it). The
     # interactive services (API, dashboard, Postgres, Kafka, the speed layer) keep 0, so batch work yields the
     # CPU to them. 0: no difference.
     batch_nice: int = Field(default=10, ge=0, le=19)
-    batch_services: list[str] = ["stream", "dagster-daemon"]
+    batch_services: list[str] = ["stream", "dagster-daemon", "dagster-code-server"]
 
     @model_validator(mode="after")
     def _apply_topology(self) -> Settings:

@@ -17,7 +17,18 @@ from pathlib import Path
 
 from clickrec_platform.stack.scratch import scratch_process_settings
 
-TARGETS = {"reference + features": 180.0, "training": 300.0}
+TARGETS = {"reference + features": 180.0, "training + evaluation": 300.0}
+# In the training group but neither training nor evaluation: the champion's outputs, timed apart.
+OUTPUTS = "champion's recommendation tables"
+
+
+def _part(group: str | None, asset: str) -> str:
+    """The part of the run a step's time counts toward."""
+    if group in ("reference", "features"):
+        return "reference + features"
+    if group == "training":
+        return OUTPUTS if asset.startswith("delta/gold/") and "sessions" not in asset else "training + evaluation"
+    return group or "other"
 
 
 def run_graph_benchmark(events: int, days: int, select: str | None = None) -> Iterator[str]:
@@ -43,7 +54,7 @@ def run_graph_benchmark(events: int, days: int, select: str | None = None) -> It
         yield f"{'asset':<78} {'seconds':>8} {'rows':>12}  checks"
         for step in report.steps:
             group = graph.get(dg.AssetKey.from_user_string(step.asset.split(" + ")[0])).group_name
-            by_group["reference + features" if group in ("reference", "features") else group] += step.seconds
+            by_group[_part(group, step.asset)] += step.seconds
             rows = f"{step.rows:,}" if step.rows is not None else ""
             yield f"{step.asset:<78} {step.seconds:>8.1f} {rows:>12}  {step.checks_summary}"
         yield from report.failures

@@ -9,7 +9,11 @@ from collections.abc import Callable
 
 from clickrec_platform.settings import Settings
 from clickrec_platform.stack.api_server import ApiService
-from clickrec_platform.stack.dagster_server import DagsterDaemonService, DagsterWebserverService
+from clickrec_platform.stack.dagster_server import (
+    DagsterCodeServerService,
+    DagsterDaemonService,
+    DagsterWebserverService,
+)
 from clickrec_platform.stack.dashboard_server import DashboardService
 from clickrec_platform.stack.kafka import KafkaService, kafka_cluster
 from clickrec_platform.stack.live_traffic import LiveProducerService, SpeedLayerService, StreamJobService
@@ -22,8 +26,8 @@ from clickrec_platform.stack.spark_cluster import spark_cluster_services
 
 # Start order; `down` stops in reverse. MLflow and Dagster keep their state in PostgreSQL.
 SERVICE_TYPES: tuple[type[LocalService], ...] = (
-    PostgresService, KafkaService, MlflowService, DagsterWebserverService, DagsterDaemonService, ApiService,
-    DashboardService, PrometheusService,
+    PostgresService, KafkaService, MlflowService, DagsterCodeServerService, DagsterWebserverService,
+    DagsterDaemonService, ApiService, DashboardService, PrometheusService,
 )
 
 

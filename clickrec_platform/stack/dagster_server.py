@@ -1,8 +1,12 @@
-"""Dagster webserver (UI and GraphQL on :3000) and daemon (schedules, sensors, run queue).
+"""Dagster: a code server (the definitions, loaded once; it launches the runs), the webserver (UI and
+GraphQL on :3000) and the daemon (schedules, sensors, run queue).
 
-Both share one instance (``DAGSTER_HOME``) whose ``dagster.yaml`` is written from the settings,
-with run, event and schedule storage in PostgreSQL, and both load the code location from
-``workspace.yaml``.
+All share one instance (``DAGSTER_HOME``) whose ``dagster.yaml`` is written from the settings, with
+run, event and schedule storage in PostgreSQL. The webserver and daemon reach the code location through
+``DAGSTER_HOME/workspace.yaml``, written from the settings too: a ``grpc_server`` entry for the standing
+code server, as Dagster deploys it in production. The project's own ``workspace.yaml`` (a
+``python_module`` entry) stays for ``dagster dev``; with it the daemon starts a new code server process at
+every workspace refresh (each minute), importing the whole project each time: a steady load on 2 cores.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import httpx
 import yaml
 
 from clickrec_platform.settings import PROJECT_ROOT, Settings
-from clickrec_platform.stack.process import ManagedProcess
+from clickrec_platform.stack.process import ManagedProcess, port_in_use
 from clickrec_platform.stack.service import Health, LocalService
 
-WORKSPACE = PROJECT_ROOT / "workspace.yaml"
+MODULE_NAME = "clickrec_platform.definitions"
+LOCATION_NAME = "clickrec_platform"
 INSTANCE_TEMPLATE = PROJECT_ROOT / "infra" / "dagster" / "dagster.yaml"
 
 DAEMON_HEALTH_QUERY = """
@@ -55,6 +60,18 @@ def graphql(settings: Settings, query: str, timeout: float = 5.0) -> dict:
     return body["data"]
 
 
+def write_workspace(settings: Settings) -> Path:
+    """Render ``DAGSTER_HOME/workspace.yaml``: the one code location, served by the standing code server."""
+    home = settings.dagster_home_dir
+    home.mkdir(parents=True, exist_ok=True)
+    workspace = {"load_from": [{"grpc_server": {"host": settings.bind_host, "port": settings.dagster_code_server_port,
+                                                "location_name": LOCATION_NAME}}]}
+    target = home / "workspace.yaml"
+    target.write_text("# Written by `clickrec up` from the settings: the code server `clickrec up` runs.\n"
+                      + yaml.safe_dump(workspace, sort_keys=False))
+    return target
+
+
 class _DagsterProcess(LocalService):
     def _env(self) -> dict[str, str]:
         return {"DAGSTER_HOME": str(self.settings.dagster_home_dir),
@@ -66,6 +83,56 @@ class _DagsterProcess(LocalService):
 
     def prepare(self) -> None:
         write_instance_config(self.settings)
+        write_workspace(self.settings)
+
+    @property
+    def workspace(self) -> str:
+        return str(self.settings.dagster_home_dir / "workspace.yaml")
+
+
+class DagsterCodeServerService(_DagsterProcess):
+    """`dagster code-server start`: loads the definitions module once, answers the webserver's and the daemon's
+    queries (sensor and schedule ticks included), and launches each run as a process of its own (children
+    of this one, at its niceness). The UI's "Reload" reloads the code in place."""
+
+    name = "dagster-code-server"
+
+    @property
+    def url(self) -> str:
+        return f"grpc://{self.settings.bind_host}:{self.settings.dagster_code_server_port}"
+
+    def process(self) -> ManagedProcess:
+        s = self.settings
+        return ManagedProcess(
+            name=self.name,
+            argv=[self._bin("dagster"), "code-server", "start", "-h", s.bind_host,
+                  "-p", str(s.dagster_code_server_port), "-m", MODULE_NAME, "--location-name", LOCATION_NAME,
+                  "--use-python-environment-entry-point", "--log-level", "warning"],
+            env=self._env, cwd=PROJECT_ROOT, state_dir=s.state_dir,
+            ready=lambda: self.health().ok, ports=[(s.bind_host, s.dagster_code_server_port)],
+            cmdline_marker="code-server",
+        )
+
+    def health(self) -> Health:
+        """Serving, with the definitions loaded (it answers with the location's repositories)."""
+        from dagster._grpc.client import DagsterGrpcClient
+        from dagster._serdes import deserialize_value
+        from dagster._utils.error import SerializableErrorInfo
+
+        host, port = self.settings.bind_host, self.settings.dagster_code_server_port
+        if not port_in_use(host, port):  # before gRPC, whose client reports a refused connection on stderr
+            return Health(False, f"nothing listens on {host}:{port}")
+        client = DagsterGrpcClient(port=port, host=host)
+        try:
+            status = client.health_check_query()
+            if status != "SERVING":
+                return Health(False, f"gRPC health: {status}")
+            loaded = deserialize_value(client.list_repositories())
+        except Exception as exc:  # noqa: BLE001
+            return Health(False, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}")
+        if isinstance(loaded, SerializableErrorInfo):
+            return Health(False, f"definitions failed to load: {loaded.message.strip()[:160]}")
+        return Health(True, f"serving {MODULE_NAME}")
 
 
 class DagsterWebserverService(_DagsterProcess):
@@ -80,7 +147,7 @@ class DagsterWebserverService(_DagsterProcess):
         return ManagedProcess(
             name=self.name,
             argv=[self._bin("dagster-webserver"), "-h", s.bind_host, "-p", str(s.dagster_port),
-                  "-w", str(WORKSPACE)],
+                  "-w", self.workspace],
             env=self._env, cwd=PROJECT_ROOT, state_dir=s.state_dir,
             ready=lambda: self.health().ok, ports=[(s.bind_host, s.dagster_port)],
             cmdline_marker="dagster-webserver",
@@ -109,7 +176,7 @@ class DagsterDaemonService(_DagsterProcess):
     def process(self) -> ManagedProcess:
         s = self.settings
         return ManagedProcess(
-            name=self.name, argv=[self._bin("dagster-daemon"), "run", "-w", str(WORKSPACE)],
+            name=self.name, argv=[self._bin("dagster-daemon"), "run", "-w", self.workspace],
             env=self._env, cwd=PROJECT_ROOT, state_dir=s.state_dir,
             ready=lambda: self.health().ok, cmdline_marker="dagster-daemon",
         )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
+import yaml
 
 from clickrec_platform.settings import Settings
 from clickrec_platform.stack import services
+from clickrec_platform.stack.dagster_server import write_workspace
 from clickrec_platform.stack.postgres import PostgresService
 from clickrec_platform.stack.process import ServiceError
 
@@ -80,7 +83,8 @@ def test_the_speed_layer_serves_its_metrics_on_the_configured_port(fresh):
 def test_batch_services_start_at_the_batch_niceness_and_interactive_ones_at_0(fresh):
     settings = fresh.model_copy(update={"batch_nice": 12})
     niceness = {s.name: s.launch_process().nice for s in services(settings, on_request=True)}
-    assert niceness == {"postgres": 0, "kafka": 0, "mlflow": 0, "dagster-webserver": 0, "dagster-daemon": 12,
+    assert niceness == {"postgres": 0, "kafka": 0, "mlflow": 0, "dagster-code-server": 12, "dagster-webserver": 0,
+                        "dagster-daemon": 12,
                         "api": 0, "dashboard": 0, "prometheus": 0, "stream": 12, "speed-layer": 0,
                         "live-producer": 0}
     stream, = services(settings, ["stream"])
@@ -126,3 +130,21 @@ def test_the_cluster_topology_runs_three_kafka_nodes_in_place_of_the_single_brok
     assert single.server_properties()["controller.quorum.voters"] == "1@127.0.0.1:9093"
     assert single.server_properties()["offsets.topic.replication.factor"] == "1"
     assert "min.insync.replicas" not in single.server_properties()
+
+
+def test_the_webserver_and_daemon_load_the_code_location_from_the_standing_code_server(fresh):
+    """Not a `python_module` entry: with one, the daemon starts a code server process at every workspace refresh."""
+    settings = fresh.model_copy(update={"dagster_code_server_port": 45123})
+    chosen = {s.name: s for s in services(settings, ["dagster-code-server", "dagster-webserver", "dagster-daemon"])}
+    assert list(chosen) == ["dagster-code-server", "dagster-webserver", "dagster-daemon"]  # the server first
+    code_server = chosen["dagster-code-server"].launch_process()
+    assert code_server.ports == [(settings.bind_host, 45123)]
+    argv = code_server.command()
+    assert argv[argv.index("-p") + 1] == "45123" and argv[argv.index("-m") + 1] == "clickrec_platform.definitions"
+    written = write_workspace(settings)  # what their `prepare` writes, beside the instance's dagster.yaml
+    for name in ("dagster-webserver", "dagster-daemon"):
+        argv = chosen[name].launch_process().command()
+        assert Path(argv[argv.index("-w") + 1]) == written
+        workspace = yaml.safe_load(written.read_text())
+        assert workspace == {"load_from": [{"grpc_server": {"host": settings.bind_host, "port": 45123,
+                                                            "location_name": "clickrec_platform"}}]}
