@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from clickrec_platform.defs.ops.runs import process_tags
 from clickrec_platform.lake.silver import silver_overview
 from clickrec_platform.lake.table_versions import latest_version
 from clickrec_platform.lake.tables import SILVER_EVENTS
@@ -74,7 +75,8 @@ def materialize(settings: Settings, select: str | None = None, partitions: Parti
         if not selection:
             raise ValueError(f"{select!r} selects no asset of the {JOB} job")
     partitions = _within(partitions, job.partitions_def)
-    tags = {RANGE_START_TAG: partitions.first, RANGE_END_TAG: partitions.last}
+    # Where its process runs: a sensor fails the run if the process dies without reporting its end.
+    tags = {RANGE_START_TAG: partitions.first, RANGE_END_TAG: partitions.last, **process_tags()}
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the event log keeps everything
     # execute_in_process runs its own executor, not the job's: the run lock is taken here instead.
     with graph_run_lock(settings, f"in-process pid {os.getpid()} {select or JOB}", say=_say):
