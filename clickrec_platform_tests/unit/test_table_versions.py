@@ -131,7 +131,7 @@ def test_a_commit_landing_while_history_is_read_is_not_misnumbered(tmp_path: Pat
 
 
 def test_after_a_compaction_the_silver_sensor_requests_nothing(tmp_path: Path, monkeypatch):
-    from clickrec_platform.defs.features.automation import silver_events_sensor
+    from clickrec_platform.defs.graph.automation import silver_events_sensor
     from clickrec_platform.defs.resources import LakeResource
     from clickrec_platform.lake.tables import SILVER_EVENTS
     from clickrec_platform.settings import get_settings

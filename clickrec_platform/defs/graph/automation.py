@@ -1,14 +1,14 @@
-"""When the feature graph runs: daily on a schedule, and whenever silver.events gets new data."""
+"""The training graph: the job over every domain downstream of silver (reference data, features, training,
+publishing), and when it runs: daily on a schedule, and whenever silver.events gets new data (the sensor)."""
 
 import dagster as dg
 
-from clickrec_platform.defs.ingest.sources import SILVER_EVENTS_KEY
 from clickrec_platform.defs.partitions import EVENT_DATES
 from clickrec_platform.defs.resources import LakeResource, locked_in_process_executor
 from clickrec_platform.lake.table_versions import partitions_added_since
 from clickrec_platform.lake.tables import SILVER_EVENTS
 
-# Reference data, features and (as the training issue adds them) models: everything downstream of silver.
+# Reference data, features, models and publishing: everything downstream of silver.
 TRAINING_GRAPH = dg.AssetSelection.groups("reference", "features", "training", "publish")
 
 # Its runs rewrite the lake's tables and publish to Postgres: one at a time per lake and gold schema,
@@ -16,13 +16,6 @@ TRAINING_GRAPH = dg.AssetSelection.groups("reference", "features", "training", "
 training_graph_job = dg.define_asset_job(
     "training_graph", selection=TRAINING_GRAPH, partitions_def=EVENT_DATES, executor_def=locked_in_process_executor,
     description="Reference data → features → training sets (→ models → publish), for a range of event dates.")
-
-# Observing silver.events records its Delta version (the data version) and runs its freshness check.
-observe_silver_job = dg.define_asset_job("observe_silver_events", selection=dg.AssetSelection.assets(SILVER_EVENTS_KEY),
-                                         description="Observe silver.events: Delta version, rows, freshness.")
-observe_silver_schedule = dg.ScheduleDefinition(job=observe_silver_job, cron_schedule="*/15 * * * *",
-                                                default_status=dg.DefaultScheduleStatus.STOPPED,
-                                                name="observe_silver_events_every_15_minutes")
 
 daily_training_schedule = dg.build_schedule_from_partitioned_job(
     training_graph_job, hour_of_day=2, minute_of_hour=0, default_status=dg.DefaultScheduleStatus.STOPPED,
@@ -56,6 +49,5 @@ def silver_events_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
 
 @dg.definitions
 def automation() -> dg.Definitions:
-    return dg.Definitions(jobs=[training_graph_job, observe_silver_job],
-                          schedules=[daily_training_schedule, observe_silver_schedule],
+    return dg.Definitions(jobs=[training_graph_job], schedules=[daily_training_schedule],
                           sensors=[silver_events_sensor])
