@@ -52,7 +52,10 @@ def main(events: int, days: int, threads: int, sessions: bool = True) -> None:
     with tempfile.TemporaryDirectory(prefix="clickrec-bench-candidates-") as scratch:
         uri = f"sqlite:///{scratch}/mlflow.db"
         mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment("bench")  # the store's tables are created here, outside the timings
+        # The store's tables are created here, outside the timings; the runs' artifacts beside them (a sqlite
+        # store's default is ./mlruns, in whatever folder the benchmark was started from).
+        mlflow.create_experiment("bench", artifact_location=(Path(scratch) / "artifacts").as_uri())
+        mlflow.set_experiment("bench")
         started = time.perf_counter()
 
         def progress(message: str) -> None:
