@@ -74,6 +74,8 @@ def materialize(settings: Settings, select: str | None = None, partitions: Parti
         selection = dg.AssetSelection.from_string(select).resolve(graph) & set(job.asset_layer.executable_asset_keys)
         if not selection:
             raise ValueError(f"{select!r} selects no asset of the {JOB} job")
+    if job.partitions_def is None:
+        raise RuntimeError(f"the {JOB} job has no partitions")
     partitions = _within(partitions, job.partitions_def)
     # Where its process runs: a sensor fails the run if the process dies without reporting its end.
     tags = {RANGE_START_TAG: partitions.first, RANGE_END_TAG: partitions.last, **process_tags()}
@@ -142,26 +144,31 @@ def run_report(result: dg.ExecuteInProcessResult, partitions: str, seconds: floa
     steps: dict[str, StepReport] = {}
     failures: list[str] = []
     for event in result.all_events:
-        kind, data = event.event_type_value, event.event_specific_data
+        kind, step_key = event.event_type_value, event.step_key or ""  # each event here is a step's
         if kind == "ASSET_MATERIALIZATION":
-            asset = data.materialization.asset_key.to_user_string()
-            step = steps.setdefault(event.step_key, StepReport(asset))
+            materialization = event.step_materialization_data.materialization
+            asset = materialization.asset_key.to_user_string()
+            step = steps.setdefault(step_key, StepReport(asset))
             if asset not in step.asset.split(" + "):  # a multi-asset step
                 step.asset += f" + {asset}"
-            rows = data.materialization.metadata.get("row_count")
-            if rows is not None:  # a range run reports its range's rows on each partition's event
-                step.rows = max(step.rows or 0, int(rows.value))
+            rows = materialization.metadata.get("row_count")
+            # a range run reports its range's rows on each partition's event
+            if isinstance(rows, dg.IntMetadataValue) and rows.value is not None:
+                step.rows = max(step.rows or 0, rows.value)
         elif kind == "ASSET_CHECK_EVALUATION":
-            step = steps.setdefault(event.step_key, StepReport(data.asset_key.to_user_string()))
-            step.checks = {**(step.checks or {}), f"{data.asset_key.path[-1]}.{data.check_name}": data.passed}
-            step.ok &= data.passed or data.severity == dg.AssetCheckSeverity.WARN
+            check = event.asset_check_evaluation_data
+            step = steps.setdefault(step_key, StepReport(check.asset_key.to_user_string()))
+            step.checks = {**(step.checks or {}), f"{check.asset_key.path[-1]}.{check.check_name}": check.passed}
+            step.ok &= check.passed or check.severity == dg.AssetCheckSeverity.WARN
         elif kind == "STEP_SUCCESS":
-            steps.setdefault(event.step_key, StepReport(event.step_key)).seconds = data.duration_ms / 1000
+            duration_ms = event.step_success_data.duration_ms
+            steps.setdefault(step_key, StepReport(step_key)).seconds = duration_ms / 1000
         elif kind == "STEP_FAILURE":
-            steps.setdefault(event.step_key, StepReport(event.step_key)).ok = False
-            failures.append(f"{event.step_key}: {data.error.message.strip() if data.error else 'failed'}")
+            error = event.step_failure_data.error
+            steps.setdefault(step_key, StepReport(step_key)).ok = False
+            failures.append(f"{step_key}: {error.message.strip() if error else 'failed'}")
         elif kind == "STEP_SKIPPED":
-            failures.append(f"{event.step_key}: skipped (an upstream blocking check failed)")
+            failures.append(f"{step_key}: skipped (an upstream blocking check failed)")
     return RunReport(result.run_id, result.success, partitions, seconds, list(steps.values()), failures)
 
 

@@ -57,7 +57,9 @@ def graph_run_lock(settings: Settings, run: str, say: Callable[[str], None] | No
     with psycopg.connect(settings.postgres_dsn(), autocommit=True, connect_timeout=10,
                          application_name=f"{APPLICATION_PREFIX} {run}"[:63]) as conn:
         for name, key in lock_keys(settings):
-            if not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            assert got is not None  # a SELECT without FROM has one row
+            if not got[0]:
                 say(f"waiting for the run lock of the {name}: held by {_holder(conn, key)}")
                 conn.execute("SELECT pg_advisory_lock(%s)", (key,))
                 say(f"got the run lock of the {name}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from clickrec_platform.events.contract import INTERACTION_WEIGHTS
@@ -164,7 +164,7 @@ def merge_replacing(spark: SparkSession, path: str, rows: DataFrame, keys: list[
              .select(*[F.col(c) for c in rows.columns]).withColumn("_delete", F.lit(True)))
     source = rows.withColumn("_delete", F.lit(False)).unionByName(stale)
     condition = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-    values = {c: f"s.{c}" for c in rows.columns}
+    values: dict[str, str | Column] = {c: f"s.{c}" for c in rows.columns}  # the merge builder's type
     (target.alias("t").merge(source.alias("s"), condition)
      .whenMatchedDelete(condition="s._delete")
      .whenMatchedUpdate(set=values)

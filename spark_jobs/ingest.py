@@ -120,7 +120,9 @@ class IngestBatch:
         started, timer = time.perf_counter(), StageTimer()
         spark = records.sparkSession
         in_pool(spark, "ingest")
-        with HeldRows.for_master(spark.sparkContext.master) as held:
+        master = spark.sparkContext.master
+        assert master is not None  # a running context has its master
+        with HeldRows.for_master(master) as held:
             # Kafka is read and parsed once: the rows held keep each record as received, for bronze
             # and quarantine, next to its parsed fields.
             with timer.stage("parse"):
@@ -197,6 +199,7 @@ class IngestBatch:
         # Across batches: earlier = any batch of another app id (an older checkpoint), or an
         # earlier one of this.
         this_or_later = (F.col("ingest_app") == self.app_id) & (F.col("ingest_batch") >= batch_id)
+        assert summary.min_ts is not None and summary.max_ts is not None  # a batch with valid events
         earlier = (spark.read.format("delta").load(self.silver_path)
                    .where(F.col("event_date").isin(summary.event_dates)
                           & F.col("ts").between(summary.min_ts, summary.max_ts) & ~this_or_later)

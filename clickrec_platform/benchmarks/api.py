@@ -224,6 +224,7 @@ def register_session_model(settings: Settings, events: int = 400_000) -> tuple[l
     run = log_session_run(settings.mlflow_experiment, candidate, data.item_ids, params={}, tags={},
                           tracking_uri=settings.tracking_uri, registered_model_name=settings.session_registered_model_name,
                           n_boot=100)
+    assert run.registered_version is not None  # logged with a registered model name
     MlflowClient(settings.tracking_uri).set_registered_model_alias(settings.session_registered_model_name,
                                                                    SESSION_CHAMPION, run.registered_version)
     sessions = [data.item_ids[data.test.session(i)[0]].tolist() for i in range(len(data.test))]

@@ -168,7 +168,8 @@ def measure_latency(settings: Settings, name: str, argv: list[str], probes: int,
     with scratch_settings(settings, "bench") as scratch:
         log = scratch.state_dir / "bench" / f"{scratch.kafka_topic}.log"
         process = _live_path_process(scratch, argv, log, **environment)
-        stop, delivered = threading.Event(), []
+        stop = threading.Event()
+        delivered: list[int] = []
         background = threading.Thread(target=produce_live, daemon=True,
                                       args=(scratch, background_rate, stop, delivered))
         latencies, timeouts = [], 0
@@ -256,6 +257,7 @@ def measure_throughput(settings: Settings, events: int, span_minutes: float = 20
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(60)
+    assert first is not None, "no records were delivered to the topic"
     return ThroughputRun(records, done - started, records - first[1], done - first[0], cpu_s)
 
 

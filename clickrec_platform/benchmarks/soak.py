@@ -276,6 +276,14 @@ def _sample(minute: int, elapsed_s: float, settings: Settings, consumer: Consume
                   {k: v for k, v in memory.items() if v is not None}, lag, p95, len(latencies), timeouts, files)
 
 
+def _memory_of(name: str) -> Callable[[Sample], float | None]:
+    return lambda sample: sample.memory_mb.get(name)
+
+
+def _files_of(key: str) -> Callable[[Sample], float | None]:
+    return lambda sample: sample.files.get(key)
+
+
 def judge(report: SoakReport, rate: float, ingest_trigger_s: float, bounds: Bounds, optimize_every: int = 10,
           partitions: int = 4, driver_memory: str = "4g") -> list[Trend]:
     after = [s for s in report.samples if s.minute > report.warmup_minutes]
@@ -294,10 +302,10 @@ def judge(report: SoakReport, rate: float, ingest_trigger_s: float, bounds: Boun
             ok = None
         elif level_only:
             ok = level_ok
-        elif slope_bound is None and level_ok:
-            ok = None
         elif not level_ok:
             ok = False
+        elif slope_bound is None:
+            ok = None
         else:
             ok = (slope <= slope_bound) if enough else None
         trends.append(Trend(series, slope, unit, bound_text, ok, level))
@@ -308,15 +316,15 @@ def judge(report: SoakReport, rate: float, ingest_trigger_s: float, bounds: Boun
         if name == "stream job":
             cap = jvm_memory_mb(driver_memory) + JVM_OVERHEAD_MB
             top = max(values, default=0.0)
-            trend(f"memory {name}", after, lambda s, n=name: s.memory_mb.get(n), "MB", None,
+            trend(f"memory {name}", after, _memory_of(name), "MB", None,
                   f"every minute ≤ {cap:,.0f} MB (-Xmx {driver_memory} + JVM)", top <= cap, f"max {top:,.0f} MB",
                   level_only=True)
         elif name in JUDGED_MEMORY:
             limit = max(bounds.memory_mb_per_hour, bounds.memory_share_per_hour * mean)
-            trend(f"memory {name}", after, lambda s, n=name: s.memory_mb.get(n), "MB", limit, f"≤ {limit:,.0f} MB/h",
+            trend(f"memory {name}", after, _memory_of(name), "MB", limit, f"≤ {limit:,.0f} MB/h",
                   level=f"mean {mean:,.0f} MB")
         else:
-            trend(f"memory {name}", after, lambda s, n=name: s.memory_mb.get(n), "MB", None,
+            trend(f"memory {name}", after, _memory_of(name), "MB", None,
                   "shown, not judged (shared stack)", level=f"mean {mean:,.0f} MB")
     speed_max = max((s.lag["speed layer"] or 0 for s in after), default=0)
     stream_max = max((s.lag["stream job"] or 0 for s in after), default=0)
@@ -339,7 +347,7 @@ def judge(report: SoakReport, rate: float, ingest_trigger_s: float, bounds: Boun
     compacted = [s for s in after if "compaction done" in s.optimized]
     for table in FILE_TABLES:
         top = max((v for s in after if (v := s.files.get(table.key)) is not None), default=0)
-        trend(f"files {table.key}", compacted, lambda s, k=table.key: s.files.get(k), "files",
+        trend(f"files {table.key}", compacted, _files_of(table.key), "files",
               bounds.files_after_compaction_per_hour,
               f"every minute ≤ {files_cap:,}; after compactions ≤ {bounds.files_after_compaction_per_hour:g}/h",
               top <= files_cap, f"max {top:,}", enough=len(compacted) >= 2)

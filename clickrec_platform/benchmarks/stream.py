@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from clickrec_platform.producer.run import produce_generated
 from clickrec_platform.settings import Settings
@@ -98,7 +99,8 @@ def run_catchup_benchmark(settings: Settings, events: int, floors: bool = True) 
     return lines
 
 
-def run_topology_comparison(events: int, topologies: tuple[str, ...] = ("local", "cluster")) -> Iterator[str]:
+def run_topology_comparison(events: int, topologies: tuple[Literal["local", "cluster"], ...] = ("local", "cluster"),
+                            ) -> Iterator[str]:
     """The same number of generated events caught up on each topology, one after the other, each in a process
     of its own (Spark allows one master per process), then their figures side by side."""
     from clickrec_platform.stack import services
@@ -123,8 +125,8 @@ def run_topology_comparison(events: int, topologies: tuple[str, ...] = ("local",
                 "Spark driver JVM" + (" (executors in it)" if topology == "local" else ""):
                     runs[-1].driver_jvm_cpu_s or 0.0}
         for name, process in engines.items():
-            if before[name] is not None and (after := _cpu_seconds(process.pid())) is not None:
-                used[name] = after - before[name]
+            if (start := before[name]) is not None and (after := _cpu_seconds(process.pid())) is not None:
+                used[name] = after - start
         cpu.append(used)
         yield f"{topology}: done in {runs[-1].total_s:.1f}s"
     yield from compare_lines(runs)
@@ -181,6 +183,7 @@ def _executor_cores(settings: Settings) -> int:
     from clickrec_platform.lake.spark import spark_session
 
     context = spark_session(settings).sparkContext
+    assert context.master is not None  # a running context has its master
     if context.master.startswith("local"):
         return context.defaultParallelism
     return int(context.getConf().get("spark.cores.max", str(context.defaultParallelism)))
@@ -191,6 +194,7 @@ def _jit_compile_seconds(settings: Settings) -> float:
     from clickrec_platform.lake.spark import spark_session
 
     jvm = spark_session(settings).sparkContext._jvm
+    assert jvm is not None  # a running context has its JVM
     return jvm.java.lang.management.ManagementFactory.getCompilationMXBean().getTotalCompilationTime() / 1000
 
 
@@ -198,7 +202,9 @@ def _jvm_cpu_seconds(settings: Settings) -> float:
     """CPU seconds the Spark driver's JVM has used since it started (all its threads)."""
     from clickrec_platform.lake.spark import spark_session
 
-    pid = spark_session(settings).sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    jvm = spark_session(settings).sparkContext._jvm
+    assert jvm is not None  # a running context has its JVM
+    pid = jvm.java.lang.ProcessHandle.current().pid()
     return _cpu_seconds(pid) or 0.0
 
 

@@ -147,12 +147,12 @@ def live_traffic(scratch: Settings, rate: float, minutes: float, run_dir: Path,
     stream_service, speed_service = StreamJobService(scratch), SpeedLayerService(scratch)  # their commands
     stream, speed = stream_service.launch_process(), speed_service.launch_process()
     processes = {
-        "speed layer": _process("speed", list(speed.argv), run_dir, env, nice=speed.nice,
+        "speed layer": _process("speed", speed.arguments(), run_dir, env, nice=speed.nice,
                                 ready=lambda: _answers(speed_service.url), marker="speed"),
         "traffic": _process("traffic", [sys.executable, "-m", "clickrec_platform.benchmarks.traffic",
                                         "--rate", f"{rate:g}", "--minutes", f"{minutes:g}"],
                             run_dir, env, ready=lambda: True, marker="benchmarks.traffic"),
-        "stream job": _process("stream", list(stream.argv), run_dir, env, nice=stream.nice,
+        "stream job": _process("stream", stream.arguments(), run_dir, env, nice=stream.nice,
                                ready=lambda: stream_committed_offsets(scratch) is not None, marker="stream"),
     }
     say(f"live traffic: {rate:g} events/s to topic {scratch.kafka_topic}; speed layer at nice {speed.nice}; stream "
@@ -199,7 +199,8 @@ def traffic_main(argv: list[str]) -> None:
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--minutes", type=float, required=True)
     args = parser.parse_args(argv)
-    stop, delivered = threading.Event(), []
+    stop = threading.Event()
+    delivered: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     threading.Timer(args.minutes * 60, stop.set).start()

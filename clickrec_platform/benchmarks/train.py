@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Before numpy loads OpenBLAS: its thread pool fights implicit's own threads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -27,6 +28,9 @@ from clickrec_platform.recommend.evaluate import Evaluation, evaluate  # noqa: E
 from clickrec_platform.recommend.models import Recommender, SparkALS  # noqa: E402
 from clickrec_platform.recommend.report import comparison_chart, comparison_table  # noqa: E402
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events  # noqa: E402
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 RETAILROCKET_EVENTS = 2_756_101
 RETAILROCKET_DAYS = 138  # 2015-05-03 .. 2015-09-18
@@ -65,7 +69,7 @@ class TrainBenchmark:
             f"{self.rows:,} training_splits rows; train matrix {self.users:,} visitors x {self.items:,} items, "
             f"{self.interactions:,} pairs; threads={self.threads}",
             f"validation visitors: {groups['all'].users:,} ({groups['warm'].users:,} warm, "
-            f"{groups.get('cold_start').users if 'cold_start' in groups else 0:,} cold-start); "
+            f"{groups['cold_start'].users if 'cold_start' in groups else 0:,} cold-start); "
             f"{first.dropped_users:,} dropped (no item new to them); "
             f"unreachable relevant pairs {first.unreachable_share:.1%}",
             f"generate + split (not in target): {self.generate_and_split_s:.1f}s; build matrix: {self.build_matrix_s:.1f}s",
@@ -87,7 +91,7 @@ class TrainBenchmark:
         return out
 
 
-def model_factories(threads: int, spark: object | None = None) -> dict[str, Callable[[], Recommender]]:
+def model_factories(threads: int, spark: SparkSession | None = None) -> dict[str, Callable[[], Recommender]]:
     """The candidates the Dagster training fits (`recommend.candidates`), plus Spark ALS on request."""
     factories: dict[str, Callable[[], Recommender]] = {
         name: partial(build_model, name, None, threads) for name in CANDIDATES}
@@ -143,7 +147,7 @@ def run_train_benchmark(
     return bench
 
 
-def _local_spark(threads: int) -> object:
+def _local_spark(threads: int) -> SparkSession:
     from pyspark.sql import SparkSession
 
     session = (

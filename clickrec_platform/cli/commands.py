@@ -150,9 +150,11 @@ def _generator_config(events: int, seed: int, days: int, start_date: str | None)
     from clickrec_platform.producer.sources import parse_date
     from clickrec_platform.sources.generator import GeneratorConfig
 
-    kwargs = {"start_date": parse_date(start_date)} if start_date else {}
+    start = parse_date(start_date)
     try:
-        return GeneratorConfig(events=events, seed=seed, days=days, **kwargs)
+        if start is None:
+            return GeneratorConfig(events=events, seed=seed, days=days)
+        return GeneratorConfig(events=events, seed=seed, days=days, start_date=start)
     except ValueError as exc:
         raise fail(str(exc)) from exc
 
@@ -201,7 +203,7 @@ def produce(
 
     from clickrec_platform.producer.kafka_sink import BrokerUnreachable, KafkaEventSink
     from clickrec_platform.producer.metrics import ProducerCollector, serve_producer_metrics
-    from clickrec_platform.producer.pacing import FastPacer, RatePacer, ReplayPacer
+    from clickrec_platform.producer.pacing import FastPacer, Pacer, RatePacer, ReplayPacer
     from clickrec_platform.producer.run import produce_frames
     from clickrec_platform.producer.sources import live_config, live_frames, live_pacer, retailrocket_frames
     from clickrec_platform.sources.generator import generate_events
@@ -218,6 +220,7 @@ def produce(
     except BrokerUnreachable as exc:
         raise fail(str(exc)) from exc
     config = _generator_config(events, seed, days, start_date)
+    pacer: Pacer
     if mode is Mode.live:
         now_ms = int(time.time() * 1000)
         traffic = live_config(config, rate, days)
@@ -416,7 +419,7 @@ def bench_soak(
 
     from clickrec_platform.benchmarks.soak import Bounds, report_lines, run_soak, sample_header, sample_line
 
-    header_shown = []
+    header_shown: list[bool] = []
     with Progress(TextColumn("soak"), BarColumn(), TextColumn("{task.completed}/{task.total} min"),
                   TimeRemainingColumn(), console=console, transient=True) as bar:
         task = bar.add_task("soak", total=minutes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -76,7 +77,7 @@ def print_query(settings: Settings, query: str, output: str = "table", limit: in
 def print_status(settings: Settings, as_json: bool = False) -> bool:
     """Each service: whether it runs, where, and whether it answers; False when any is unhealthy (live
     traffic, started only on request, counts only while it runs)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for service in services(settings, on_request=True):
         pid = service.process().pid() if service.managed else None
         if service.on_request and pid is None:

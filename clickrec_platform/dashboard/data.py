@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
@@ -129,7 +129,7 @@ def conversion_funnel(counts: pd.DataFrame) -> pd.DataFrame:
     at all, in the whole history; RetailRocket also has purchases with no cart event before them.
     """
     by_event = counts.set_index("event")
-    rows = []
+    rows: list[dict[str, Any]] = []
     first = previous = None
     for event, label in FUNNEL_STEPS:
         visitors = int(by_event["visitors"].get(event, 0))
@@ -225,6 +225,7 @@ def _read(conn: psycopg.Connection, query, params: Mapping[str, object], table: 
     except errors.InsufficientPrivilege as exc:
         raise Unavailable(f"The read-only role may not read {table}: `clickrec serve` (or `clickrec up`) "
                           f"grants it.") from exc
+    assert cur.description is not None  # a query that returns rows describes them
     return pd.DataFrame(cur.fetchall(), columns=[column.name for column in cur.description])
 
 

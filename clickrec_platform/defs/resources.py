@@ -175,10 +175,15 @@ class RunLockedExecutor(dg.Executor):
             yield from self.inner.execute(plan_context, execution_plan)
 
 
-@dg.executor(name="in_process_with_run_lock", config_schema=dg.in_process_executor.config_schema)
+# Dagster takes another definition's schema as it is (convert_user_facing_definition_config_schema); its
+# type for config_schema leaves that out.
+@dg.executor(name="in_process_with_run_lock",
+             config_schema=dg.in_process_executor.config_schema)  # type: ignore[call-overload]
 def locked_in_process_executor(init_context) -> dg.Executor:
     """Dagster's in-process executor, holding the graph's run lock for the whole run."""
-    return RunLockedExecutor(dg.in_process_executor.executor_creation_fn(init_context))
+    create = dg.in_process_executor.executor_creation_fn
+    assert create is not None  # Dagster's in-process executor has its creation function
+    return RunLockedExecutor(create(init_context))
 
 
 @dg.definitions

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from clickrec_platform.events.contract import (
@@ -62,17 +64,17 @@ def decode(value: bytes | str) -> Event:
     kind = document.get("event")
     if type(kind) is str and kind not in VALIDATION_RULES.event_types:
         raise InvalidEvent(unknown_event_reason(kind))
-    values = {}
+    values: dict[str, Any] = {}
     for spec in FIELDS:
-        value = document.get(spec.name)
-        if value is None:
+        field_value = document.get(spec.name)
+        if field_value is None:
             if not spec.nullable:
                 raise InvalidEvent(f"{'null' if spec.name in document else 'missing'}_field:{spec.name}")
-        elif type(value) is not spec.python_type:  # exact: JSON true is a bool, not an id
+        elif type(field_value) is not spec.python_type:  # exact: JSON true is a bool, not an id
             raise InvalidEvent(f"bad_type:{spec.name}")
-        elif spec.python_type is int and not INT64_MIN <= value <= INT64_MAX:
+        elif type(field_value) is int and not INT64_MIN <= field_value <= INT64_MAX:  # (its type is the spec's)
             raise InvalidEvent(f"out_of_range:{spec.name}")
-        values[spec.name] = value
+        values[spec.name] = field_value
     event = Event(**values)
     reason = check_event(event)
     if reason is not None:

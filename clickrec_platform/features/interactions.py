@@ -17,6 +17,7 @@ def interaction_weight() -> Column:
     for event, value in INTERACTION_WEIGHTS.items():
         weight = (F.when(F.col("event") == event, F.lit(float(value))) if weight is None
                   else weight.when(F.col("event") == event, F.lit(float(value))))
+    assert weight is not None  # the contract weighs some events
     return weight
 
 

@@ -35,8 +35,8 @@ def item_features(interactions: DataFrame, current_items: DataFrame, categories:
                  .join(categories.select("category_id", F.col("root_id").alias("root_category_id")),
                        "category_id", "left"))
     features = popularity.join(catalogue, "item_id", "full")
-    zero_filled = {name: 0 for name in [*counts, "unique_visitors",
-                                        *[f"views_{d}d" for d in RECENT_WINDOWS_DAYS]]}
+    zero_filled: dict[str, bool | float | int | str] = {  # the value type fillna takes
+        name: 0 for name in [*counts, "unique_visitors", *[f"views_{d}d" for d in RECENT_WINDOWS_DAYS]]}
     zero_filled.update({name: 0.0 for name in ["weight", *[f"weight_{d}d" for d in RECENT_WINDOWS_DAYS]]})
     features = features.fillna(zero_filled)
     return features.select(

@@ -12,6 +12,7 @@ def count_where(frame: DataFrame, conditions: Mapping[str, Column]) -> dict[str,
     """How many rows meet each condition (one pass over `frame`), plus `rows`, the total."""
     row = frame.agg(F.count(F.lit(1)).alias("rows"),
                     *[F.count(F.when(condition, 1)).alias(name) for name, condition in conditions.items()]).first()
+    assert row is not None  # an aggregate without grouping has one row
     return {name: int(row[name]) for name in ["rows", *conditions]}
 
 
@@ -25,4 +26,5 @@ def null_keys(keys: Sequence[str]) -> Column:
 def duplicate_keys(frame: DataFrame, keys: Sequence[str]) -> int:
     """Rows beyond the first for any key value."""
     row = frame.groupBy(*keys).count().where(F.col("count") > 1).agg(F.sum(F.col("count") - 1)).first()
+    assert row is not None  # an aggregate without grouping has one row
     return int(row[0] or 0)

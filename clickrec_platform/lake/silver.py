@@ -40,9 +40,11 @@ def silver_overview(settings: Settings) -> SilverOverview:
     from clickrec_platform.lake import duck
 
     with duck.connect(settings) as con:
-        rows, ingested, first, last = con.execute(
+        overview = con.execute(
             "SELECT count(*), max(ingested_at), min(event_date), max(event_date) "
             f"FROM {duck.scan(SILVER_EVENTS.path(settings))}").fetchone()
+    assert overview is not None  # an aggregate without grouping has one row
+    rows, ingested, first, last = overview
     if ingested is not None and ingested.tzinfo is None:  # DuckDB gives timestamptz; be sure
         ingested = ingested.replace(tzinfo=UTC)
     return SilverOverview(int(rows), ingested, first, last)

@@ -45,7 +45,7 @@ def partitions_added_since(table_uri: str, settings: Settings, version: int | No
     except TableNotFoundError:
         return set(), None
     if version is None:
-        return set(_files(table, column).values()) - {None}, table.version()
+        return {value for value in _files(table, column).values() if value is not None}, table.version()
     if version >= table.version():
         return set(), table.version()
     operations = _operations_since(table, version)
@@ -64,7 +64,7 @@ def partitions_added_since(table_uri: str, settings: Settings, version: int | No
             before = after
     except DeltaError:  # a version before the log's oldest checkpoint can no longer be loaded
         return None
-    return added - {None}, latest
+    return {value for value in added if value is not None}, latest
 
 
 def _operations_since(table, version: int, attempts: int = 5) -> dict[int, str | None]:

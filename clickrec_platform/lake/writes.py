@@ -20,7 +20,9 @@ def _committed_version(spark: SparkSession, path: str) -> int:
     """The version of the table's last commit, read by the Spark that wrote it (local or object store alike)."""
     from delta.tables import DeltaTable
 
-    return DeltaTable.forPath(spark, path).history(1).head().version
+    last = DeltaTable.forPath(spark, path).history(1).head()
+    assert last is not None  # the table was just written: it has a commit
+    return last.version
 
 
 def overwrite(frame: DataFrame, path: str, *, description: str = "") -> int:

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import numpy as np
 import orjson
@@ -116,7 +117,7 @@ class KafkaEventSink:
         self.failed_by_reason: Counter[str] = Counter()
         self.deliveries = DeliveryTally()
         self.dead_letter_path = dead_letter_path
-        self._dead_letters = None
+        self._dead_letters: BinaryIO | None = None
         self._reports = [self._report_for(code) for code in range(len(TYPE_LABELS))]
         default = self._reports[UNKNOWN_TYPE] if track_deliveries else self._on_failure
         self._producer = Producer({**self.config, "on_delivery": default})
@@ -125,7 +126,7 @@ class KafkaEventSink:
     def delivery_timeout_s(self) -> float:
         """How long a message may wait for the broker's acknowledgement, from ``produce()``, before the client
         fails it (``message.timeout.ms``): the longest broker outage a send rides out."""
-        return float(self.config["message.timeout.ms"]) / 1000
+        return float(cast("str | float", self.config["message.timeout.ms"])) / 1000  # an override may be text
 
     @property
     def failed(self) -> int:

@@ -130,7 +130,7 @@ def produce_frames(
     stop = stop or threading.Event()
     if flush_timeout_s is None:
         flush_timeout_s = getattr(sink, "delivery_timeout_s", 60.0) + FLUSH_MARGIN_S
-    sleep = sleep or getattr(sink, "wait", time.sleep)
+    wait: Callable[[float], None] = sleep if sleep is not None else getattr(sink, "wait", time.sleep)
     tracked = getattr(sink, "tracks_deliveries", False)
     started = clock()
     with stop_on_signals(stop), tqdm(unit="ev", unit_scale=True, disable=not progress,
@@ -146,7 +146,7 @@ def produce_frames(
                 elapsed = clock() - started
                 end = due_slices(due, elapsed, position)
                 if end == position:
-                    sleep(min(due[position] - elapsed, 0.2))
+                    wait(min(due[position] - elapsed, 0.2))
                     continue
                 end = min(end, position + MAX_SLICE)
                 sink.send(keys[position:end], values[position:end],

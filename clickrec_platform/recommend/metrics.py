@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from clickrec_platform.recommend.resampling import resampled_sums
@@ -65,7 +66,7 @@ def hits(recommended: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
     return (recommended >= 0) & (relevant_keys[position] == keys)
 
 
-def _undefined_where_empty(values: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+def _undefined_where_empty(values: npt.ArrayLike, n_relevant: np.ndarray) -> np.ndarray:
     return np.where(n_relevant > 0, values, np.nan)
 
 

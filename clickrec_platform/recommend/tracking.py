@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel  # by name: mypy reads `mlflow.pyfunc` as mlflow's lazy loader
 from mlflow.types.schema import ColSpec, Schema
 
 from clickrec_platform.recommend.data import lookup_index
@@ -45,7 +46,7 @@ _REQUEST_SCHEMA = Schema(
 )
 
 
-class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
+class RecommenderPyfunc(PythonModel):
     """Recommendations for visitors, or similar items for items, from a logged `Recommender`.
 
     Input: a DataFrame with `visitor_id` (and optional `k`) -> columns visitor_id, rank,
@@ -252,6 +253,7 @@ def aliased_version(
         model_version = client.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException:
         return None
+    assert model_version.run_id is not None  # this project registers models from their runs
     run = client.get_run(model_version.run_id)
     return AliasedVersion(
         version=str(model_version.version),

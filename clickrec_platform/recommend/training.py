@@ -45,6 +45,7 @@ from clickrec_platform.recommend.report import comparison_chart, comparison_tabl
 from clickrec_platform.recommend.tracking import (
     CHALLENGER,
     CHAMPION,
+    AliasedVersion,
     LoggedRun,
     aliased_version,
     gate_metrics,
@@ -72,6 +73,13 @@ class Candidate:
     @property
     def metrics(self) -> dict[str, float]:
         return gate_metrics(self.evaluation.flat("val"))
+
+    @property
+    def logged_run(self) -> LoggedRun:
+        """Its run, for a candidate the training logged (`train_candidates` logs each one)."""
+        if self.run is None:
+            raise ValueError(f"candidate {self.name} has no logged run")
+        return self.run
 
 
 @dataclass
@@ -199,12 +207,14 @@ def run_gate(training: Training, registered_model: str, tracking_uri: str, metri
         references[CHAMPION_REFERENCE] = reference(champion)
     decision: GateDecision = decide(best.metrics[metric], references, metric, confidence, min_relative_lift)
     reason = decision.reason + (f" ({note})" if note else "")
-    version = best.run.registered_version if best.run else None
+    best_run = best.run
+    version = best_run.registered_version if best_run else None
     client = MlflowClient(tracking_uri)
-    if version is not None:
+    if best_run is not None and version is not None:
         set_alias(registered_model, version, CHAMPION if decision.promote else CHALLENGER, tracking_uri)
         client.set_model_version_tag(registered_model, version, GATE_TAG, reason[:5000])
-        client.set_tag(best.run.run_id, GATE_TAG, reason[:5000])
+        client.set_tag(best_run.run_id, GATE_TAG, reason[:5000])
+    champion_metrics: dict[str, float] | None
     if decision.promote:
         champion_version, champion_metrics = version, best.metrics
     else:
@@ -214,13 +224,14 @@ def run_gate(training: Training, registered_model: str, tracking_uri: str, metri
                        baseline.metrics)
 
 
-def _comparable_champion(current, training: Training, tracking_uri: str) -> tuple[Candidate | None, str]:
+def _comparable_champion(current: AliasedVersion | None, training: Training, tracking_uri: str
+                         ) -> tuple[Candidate | None, str]:
     """The champion's configuration as retrained in this training (the only way to compare it on the
     same visitors, paired), or None with a note saying why not."""
     if current is None:
         return None, ""
     run = MlflowClient(tracking_uri).get_run(current.run_id)
-    name = run.data.tags.get(CANDIDATE_TAG)
+    name = run.data.tags.get(CANDIDATE_TAG, "")  # "" (no tag) matches no candidate, as None did
     same_config = [c for c in training.candidates if RENAMED.get(name, name) == c.name and c.run is not None
                    and {k: str(v) for k, v in c.model.params.items()}.items() <= run.data.params.items()]
     if same_config:

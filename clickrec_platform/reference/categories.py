@@ -45,7 +45,8 @@ def category_hierarchy(tree: pd.DataFrame) -> pd.DataFrame:
             chains[index].append(str(ids[current[index]]))
     unknown = broken | (has_parent[current] & (parent_pos[current] < 0))
     cycle = ~unknown & (parent_pos[current] >= 0)  # still climbing after len(ids) steps
-    problem = np.where(cycle, CYCLE, np.where(unknown, UNKNOWN_PARENT, None))
+    # numpy's types leave out None, which numpy takes as an object array's element
+    problem = np.where(cycle, CYCLE, np.where(unknown, UNKNOWN_PARENT, None))  # type: ignore[call-overload]
     ok = problem == None  # noqa: E711 (elementwise)
     children = set(parent_pos[parent_pos >= 0].tolist())
     frame = pd.DataFrame({

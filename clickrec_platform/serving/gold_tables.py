@@ -233,6 +233,8 @@ def open_source(settings: Settings, name: str) -> Iterator[GoldSource]:
     missing = [path for path, version in zip(paths, versions, strict=True) if version is None]
     if missing:
         raise SourceMissing(f"{name}: no Delta table at {', '.join(missing)} yet")
+    version = versions[0]
+    assert version is not None  # none is missing
     con = duck.connect(settings)
     try:
         notes = []
@@ -242,9 +244,11 @@ def open_source(settings: Settings, name: str) -> Iterator[GoldSource]:
             except duckdb.Error as exc:  # e.g. a column of type void, which DuckDB's Delta reader rejects
                 paths.remove(extra)
                 notes.append(f"{extra} unreadable by DuckDB, joined without it ({str(exc).splitlines()[0][:200]})")
-        (rows,) = con.execute(f"SELECT count(*) FROM {duck.scan(paths[0])}").fetchone()
-        reader = con.execute(source_query(name, paths, versions[0])).fetch_record_batch(_ROWS_PER_BATCH)
-        yield GoldSource(reader, paths[0], versions[0], rows, notes)
+        counted = con.execute(f"SELECT count(*) FROM {duck.scan(paths[0])}").fetchone()
+        assert counted is not None  # a count has one row
+        (rows,) = counted
+        reader = con.execute(source_query(name, paths, version)).fetch_record_batch(_ROWS_PER_BATCH)
+        yield GoldSource(reader, paths[0], version, rows, notes)
     finally:
         con.close()
 

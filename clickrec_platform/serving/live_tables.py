@@ -328,8 +328,10 @@ def apply_live_events(
             recent = sql.SQL("SELECT * FROM {}").format(stage_rows(cur, recent_data, _RECENT_ITEMS_COLUMNS,
                                                               "user_recent_items"))
         _merge_recent_items(cur, recent, keep_per_visitor, schema)
-        applied["visitors"] = cur.execute(
-            sql.SQL("SELECT count(DISTINCT visitor_id) FROM ({}) AS s").format(recent)).fetchone()[0]
+        visitors = cur.execute(
+            sql.SQL("SELECT count(DISTINCT visitor_id) FROM ({}) AS s").format(recent)).fetchone()
+        assert visitors is not None  # a count has one row
+        applied["visitors"] = visitors[0]
         if retention is not None:
             # Rows a live window may still need stay, however long ago they came (future event times).
             cur.execute(sql.SQL("DELETE FROM {} WHERE ingested_at < now() - %s AND ts < %s").format(live),
@@ -391,9 +393,11 @@ def live_windows_held(conn: psycopg.Connection, horizon: datetime, schema: str =
     """The live windows that ``live_clickstream_events`` holds events of, from ``horizon`` on: what a
     writer that restarts recomputes once, in case it stopped between applying events and refreshing
     their windows."""
-    first, last = conn.execute(
+    span = conn.execute(
         sql.SQL("SELECT min(ts), max(ts) FROM {} WHERE ts >= %s").format(
             sql.Identifier(schema, "live_clickstream_events")), (horizon,)).fetchone()
+    assert span is not None  # an aggregate without grouping has one row
+    first, last = span
     if first is None:
         return TouchedLiveWindows()
     return TouchedLiveWindows.spanning(live_window_slides(first, last), horizon)

@@ -103,7 +103,7 @@ class PublishResult:
     dropped: list[str] = field(default_factory=list)  # old versions removed
     kept: list[str] = field(default_factory=list)  # old versions that could not be removed yet
 
-    def as_metadata(self) -> dict[str, object]:
+    def as_metadata(self) -> dict[str, int | float | str]:
         return {"version": self.version, "physical_table": self.physical_table, "rows": self.rows,
                 **{name: ", ".join(values) for name, values in self.provenance.items()},
                 **{f"seconds_{stage}": round(value, 3) for stage, value in self.seconds.items()},
@@ -179,7 +179,9 @@ def publish(
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"clickrec.publish.{schema}.{spec.name}",))
         cur.execute(sql.SQL("SELECT coalesce(max(version), 0) + 1 FROM {} WHERE table_name = %s").format(log),
                     (spec.name,))
-        version = cur.fetchone()[0]
+        next_version = cur.fetchone()
+        assert next_version is not None  # an aggregate without grouping has one row
+        version = next_version[0]
         physical = spec.physical_name(version)
         target = sql.Identifier(schema, physical)
 

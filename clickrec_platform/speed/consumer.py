@@ -86,6 +86,7 @@ def decode_batch(messages: Sequence[Message]) -> DecodedBatch:
     batch = DecodedBatch(events=pa.table({}))
     for message in messages:
         partition, offset = message.partition(), message.offset()
+        assert partition is not None and offset is not None  # a consumed record has both
         batch.first_offsets.setdefault(partition, offset)
         batch.next_offsets[partition] = offset + 1
         try:
@@ -271,7 +272,7 @@ class SpeedLayer:
             if advance.expected is not None and batch.first_offsets[advance.partition] < advance.expected:
                 raise Fenced(f"{self.topic}[{advance.partition}]: records before the stored offset "
                              f"{advance.expected} were delivered")
-        conn, schema = self._conn, self.settings.gold_schema
+        conn, schema = self._connected(), self.settings.gold_schema
         due = self.pending | TouchedLiveWindows.of(batch.events.column("ts"), live_horizon(self.settings))
         refresh_now = bool(due) and self._refresh_due()
         refreshed = TouchedLiveWindows()
@@ -300,8 +301,9 @@ class SpeedLayer:
         return time.monotonic() - self._last_refresh >= self.window_refresh_s
 
     def _refresh_alone(self) -> None:
-        with self._conn.transaction():
-            refresh_windows(self._conn, self.settings, self.pending)
+        conn = self._connected()
+        with conn.transaction():
+            refresh_windows(conn, self.settings, self.pending)
         self.pending, self._last_refresh = TouchedLiveWindows(), time.monotonic()
 
     # Partitions -----------------------------------------------------------------------------------
@@ -312,8 +314,9 @@ class SpeedLayer:
             stored = self._stored([p.partition for p in partitions])
             # A consumer that left the group may have stopped between its rows and their windows'
             # refresh: the survivors recompute every live window once.
-            self.pending |= live_windows_held(self._conn, live_horizon(self.settings), self.settings.gold_schema)
-        except (psycopg.OperationalError, AttributeError) as error:  # Postgres down (no connection: None)
+            self.pending |= live_windows_held(self._connected(), live_horizon(self.settings),
+                                              self.settings.gold_schema)
+        except psycopg.OperationalError as error:  # Postgres down, or no connection since a failure
             # Assigned all the same (Kafka's informational offsets), but nothing is applied before the
             # loop has sought every partition to its stored offset.
             self._problem("postgres", f"reading the stored offsets on assignment: {str(error).strip()}")
@@ -334,11 +337,12 @@ class SpeedLayer:
         log.info("revoked %s[%s]", self.topic, ", ".join(str(p.partition) for p in partitions))
 
     def _stored(self, partitions: list[int]) -> dict[int, int]:
-        return stored_offsets(self._conn, self.group, self.topic, partitions, schema=self.settings.gold_schema)
+        return stored_offsets(self._connected(), self.group, self.topic, partitions, schema=self.settings.gold_schema)
 
     def _rewind(self) -> None:
         """Seek every assigned partition back to its stored offset (after a batch was rolled back)."""
         stored = self._stored(list(self.positions))
+        assert self._consumer is not None  # run() made it before the loop that calls this
         for partition in list(self.positions):
             self.positions[partition] = stored.get(partition)
             offset = stored.get(partition, OFFSET_BEGINNING)
@@ -349,6 +353,7 @@ class SpeedLayer:
 
     def _commit_to_kafka(self, batch: BatchApplied) -> None:
         """Informational: lets Kafka's lag tools see the group's position. Postgres holds the truth."""
+        assert self._consumer is not None  # run() made it before the loop that calls this
         try:
             self._consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in batch.next_offsets.items()],
                                   asynchronous=True)
@@ -383,6 +388,12 @@ class SpeedLayer:
                 self._problem("postgres", f"connect: {str(error).strip()}; again in {delay}s")
                 attempt += 1
                 stop.wait(delay)
+        return self._conn
+
+    def _connected(self) -> psycopg.Connection:
+        """The connection to Postgres; OperationalError while there is none (dropped after a failure)."""
+        if self._conn is None:
+            raise psycopg.OperationalError("no connection to Postgres (dropped after a failure)")
         return self._conn
 
     def _drop_connection(self) -> None:

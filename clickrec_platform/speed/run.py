@@ -26,7 +26,8 @@ class BatchLog:
     """Sums batches and logs them every ``every_s`` seconds, rather than a line per batch."""
 
     def __init__(self, every_s: float):
-        self.every_s, self.since, self.totals, self.slowest = every_s, time.monotonic(), Counter(), 0.0
+        self.every_s, self.since, self.slowest = every_s, time.monotonic(), 0.0
+        self.totals: Counter[str] = Counter()
 
     def __call__(self, batch: BatchApplied) -> None:
         self.totals.update(batches=1, records=batch.records, valid=batch.valid, rejected=sum(batch.rejected.values()),

@@ -124,7 +124,9 @@ class PostgresService(LocalService):
     def health(self) -> Health:
         try:
             with self.connect() as conn:
-                version = conn.execute("SHOW server_version").fetchone()[0]
+                shown = conn.execute("SHOW server_version").fetchone()
+                assert shown is not None  # SHOW has one row
+                version = shown[0]
                 names = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
         except Exception as exc:  # noqa: BLE001 - any failure to answer is "unhealthy"
             return Health(False, f"{type(exc).__name__}: {str(exc).strip()[:160]}")

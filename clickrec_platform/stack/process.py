@@ -186,10 +186,14 @@ class ManagedProcess:
         proc.poll()
         raise ServiceError(self._failure(reason))
 
+    def arguments(self) -> list[str]:
+        """The argv (computed now when it is given as a function), without the niceness."""
+        return list(self.argv() if callable(self.argv) else self.argv)
+
     def command(self) -> list[str]:
         """The argv as started: under `nice -n N` for a positive niceness (exec'd, so the pid is the
         command's own, and every process it starts inherits the priority)."""
-        argv = list(self.argv() if callable(self.argv) else self.argv)
+        argv = self.arguments()
         return ["nice", "-n", str(self.nice), *argv] if self.nice else argv
 
     def stop(self, timeout_s: float = 30.0) -> bool:

@@ -38,7 +38,8 @@ SPLIT_SHARE_TOLERANCE = 0.02  # how far a split's share of events may be from it
 
 
 def _preview(frame: DataFrame, rows: int = 10) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.limit(rows).toPandas().to_markdown(index=False))
+    # pyspark types toPandas() as a protocol of a few methods; it returns a pandas DataFrame
+    return dg.MetadataValue.md(frame.limit(rows).toPandas().to_markdown(index=False))  # type: ignore[attr-defined]
 
 
 @dg.asset(
@@ -66,7 +67,9 @@ def interactions_by_day(context: dg.AssetExecutionContext, spark: SparkResource,
     written = in_date_range(session.read.format("delta").load(path), "event_date", start, end)
     counts = count_where(written, {"null_keys": null_keys(["event_date", "visitor_id", "item_id"]),
                                    "weight_below_1": F.col("weight") < 1})
-    counted_events = written.agg(sum(F.sum(c) for c in COUNT_COLUMNS.values())).first()[0] or 0
+    counted = written.agg(sum((F.sum(c) for c in COUNT_COLUMNS.values()), F.lit(0))).first()
+    assert counted is not None  # an aggregate without grouping has one row
+    counted_events = counted[0] or 0
     silver_events = weighted_events(events).count()
     duplicates = duplicate_keys(written, ["event_date", "visitor_id", "item_id"])
     yield dg.MaterializeResult(metadata={
@@ -95,7 +98,9 @@ def user_features_asset(context: dg.AssetExecutionContext, spark: SparkResource,
     settings = lake.settings()
     session = spark.get_session()
     events = lake.read(session, SILVER_EVENTS)
-    as_of = events.agg(F.max("event_time")).first()[0]
+    latest = events.agg(F.max("event_time")).first()
+    assert latest is not None  # an aggregate without grouping has one row
+    as_of = latest[0]
     path = GOLD_USER_FEATURES.path(settings)
     version = overwrite(user_features(events, lake.read(session, SILVER_ITEMS), F.lit(as_of)), path,
                         description=f"as of {as_of}")
@@ -118,7 +123,7 @@ def user_features_asset(context: dg.AssetExecutionContext, spark: SparkResource,
                         and counts["null_keys"] == 0, rows=counts["rows"], silver_visitors=visitors,
                         duplicates=duplicates, null_keys=counts["null_keys"])
     bad = {name: counts[name] for name in ("negative", "negative_rates", "profile_not_summing_to_1")}
-    yield checks.result("values_in_range", not any(bad.values()), **bad)
+    yield checks.result("values_in_range", not any(bad.values()), bad)
 
 
 @dg.asset(
@@ -136,7 +141,9 @@ def item_features_asset(context: dg.AssetExecutionContext, spark: SparkResource,
     settings = lake.settings()
     session = spark.get_session()
     daily = lake.read(session, GOLD_INTERACTIONS)
-    as_of = daily.agg(F.max("event_date")).first()[0]
+    latest = daily.agg(F.max("event_date")).first()
+    assert latest is not None  # an aggregate without grouping has one row
+    as_of = latest[0]
     current = lake.read(session, SILVER_ITEMS).where(F.col("is_current"))
     path = GOLD_ITEM_FEATURES.path(settings)
     version = overwrite(item_features(daily, current, lake.read(session, SILVER_CATEGORIES), F.lit(as_of)), path,
@@ -151,6 +158,7 @@ def item_features_asset(context: dg.AssetExecutionContext, spark: SparkResource,
     })
     totals = written.agg(F.sum("views"), F.count(F.when(F.col("unique_visitors") > 0, 1))).first()
     expected = daily.agg(F.sum("views"), F.countDistinct("item_id")).first()
+    assert totals is not None and expected is not None  # aggregates without grouping have one row
     duplicates = duplicate_keys(written, ["item_id"])
     yield dg.MaterializeResult(metadata={
         "row_count": dg.MetadataValue.int(counts["rows"]), "delta_version": version, "as_of": str(as_of),
@@ -161,7 +169,7 @@ def item_features_asset(context: dg.AssetExecutionContext, spark: SparkResource,
                         interaction_views=int(expected[0] or 0), interacted_items=int(totals[1]),
                         items_in_interactions=int(expected[1]))
     bad = {name: counts[name] for name in ("negative", "negative_rates", "bad_price_band")}
-    yield checks.result("values_in_range", not any(bad.values()), **bad)
+    yield checks.result("values_in_range", not any(bad.values()), bad)
 
 
 @dg.asset(

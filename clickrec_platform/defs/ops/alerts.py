@@ -24,12 +24,12 @@ def failed_blocking_checks(instance: dg.DagsterInstance, run_id: str,
     others: list[str] = []
     for record in records:
         event = record.get_dagster_event()
-        data = event.event_specific_data
         if event.event_type == DagsterEventType.STEP_FAILURE:
-            error = data.error
+            error = event.step_failure_data.error
             if error is None or error.cls_name != BLOCKING_CHECK_ERROR:
                 others.append(f"{event.step_key}: {_first_cause(error)}")
             continue
+        data = event.asset_check_evaluation_data
         if data.passed or not data.blocking or data.severity != dg.AssetCheckSeverity.ERROR:
             continue
         key = (data.asset_key.to_user_string(), data.check_name)

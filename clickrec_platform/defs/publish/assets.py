@@ -53,6 +53,7 @@ def publish_key(name: str) -> list[str]:
 
 def _preview(conn: psycopg.Connection, schema: str, name: str, rows: int = 10) -> dg.MetadataValue:
     cur = conn.execute(sql.SQL("SELECT * FROM {} LIMIT %s").format(sql.Identifier(schema, name)), (rows,))
+    assert cur.description is not None  # a query that returns rows describes them
     frame = pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
     return dg.MetadataValue.md(frame.drop(columns=["search_document"], errors="ignore").to_markdown(index=False))
 
@@ -62,11 +63,12 @@ def _duplicate_popular_ranks(conn: psycopg.Connection, schema: str) -> tuple[int
     view = sql.Identifier(schema, POPULAR_ITEMS.name)
     duplicates = conn.execute(sql.SQL(
         "SELECT count(*) FROM (SELECT 1 FROM {} GROUP BY scope, category_id, window_days, rank "
-        "HAVING count(*) > 1) AS d").format(view)).fetchone()[0]
+        "HAVING count(*) > 1) AS d").format(view)).fetchone()
     inconsistent = conn.execute(sql.SQL(
         "SELECT count(*) FROM {} WHERE scope NOT IN ('overall', 'category') "
-        "OR (scope = 'overall') <> (category_id IS NULL)").format(view)).fetchone()[0]
-    return duplicates, inconsistent
+        "OR (scope = 'overall') <> (category_id IS NULL)").format(view)).fetchone()
+    assert duplicates is not None and inconsistent is not None  # a count has one row
+    return duplicates[0], inconsistent[0]
 
 
 def build_publish_asset(spec: PublishedTable) -> dg.AssetsDefinition:

@@ -85,8 +85,8 @@ def sessions(context: dg.AssetExecutionContext, spark: SparkResource, lake: Lake
         "row_count": dg.MetadataValue.int(len(frame)), "delta_version": version, **counts,
         **protocol_fields(data.protocol),
         "preview": dg.MetadataValue.md(frame.head(10).to_markdown(index=False))})
-    yield checks.result("session_counts", passed, **counts)
-    yield checks.result("no_unknown_test_items", not any(unknown.values()), **unknown)
+    yield checks.result("session_counts", passed, counts)
+    yield checks.result("no_unknown_test_items", not any(unknown.values()), unknown)
 
 
 @dg.multi_asset(

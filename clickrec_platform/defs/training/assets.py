@@ -90,7 +90,7 @@ def models(context: dg.AssetExecutionContext, lake: LakeResource, mlflow: Mlflow
     outcome = run_gate(training, settings.registered_model_name, settings.tracking_uri, settings.gate_metric,
                        settings.gate_min_relative_lift, settings.gate_confidence, settings.gate_bootstrap_samples)
     metric = settings.gate_metric
-    experiment_url = f"{settings.tracking_uri}/#/experiments/{training.candidates[0].run.experiment_id}"
+    experiment_url = f"{settings.tracking_uri}/#/experiments/{training.candidates[0].logged_run.experiment_id}"
     yield dg.MaterializeResult(asset_key=CANDIDATES_KEY, metadata={
         "comparison": dg.MetadataValue.md(training.report_markdown),
         "chart": dg.MetadataValue.path(str(training.chart_path)),
@@ -113,7 +113,7 @@ def models(context: dg.AssetExecutionContext, lake: LakeResource, mlflow: Mlflow
         metadata={"control_recall@20": None if control is None else control["recall@20"],
                   "baseline_recall@20": baseline["recall@20"]})
     client = MlflowClient(settings.tracking_uri)
-    read_back = {c.name: client.get_run(c.run.run_id) for c in training.candidates}
+    read_back = {c.name: client.get_run(c.logged_run.run_id) for c in training.candidates}
     missing = [name for name, run in read_back.items()
                if run.info.status != "FINISHED" or not {"val_ndcg_at_20", "test_ndcg_at_20"} <= set(run.data.metrics)]
     yield dg.AssetCheckResult(asset_key=CANDIDATES_KEY, check_name="runs_on_tracking_server", passed=not missing,

@@ -152,6 +152,7 @@ class _ImplicitModel(Recommender):
 
     # Scores at or below this carry no evidence; item-kNN pads with 0-scored arbitrary items.
     min_informative_score: ClassVar[float] = _IMPLICIT_FILTERED
+    _model: Any  # the fitted `implicit` model (an untyped library), set by each subclass's fit
 
     def _recommend_known(
         self, users: np.ndarray, k: int, exclude_seen: bool

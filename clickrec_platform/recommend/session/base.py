@@ -46,20 +46,21 @@ class SessionRecommender(ABC):
         return self
 
     def recommend(
-        self, items: Sequence[int], timestamps: Sequence[int] | None = None, k: int = 20
+        self, items: Sequence[int] | np.ndarray, timestamps: Sequence[int] | np.ndarray | None = None,
+        k: int = 20,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The top-k item indices after a prefix (oldest item first) and their scores, best first.
 
         Item indices outside the model's index space are ignored; timestamps (epoch ms, one per
         item) matter only to models with time decay, which otherwise take the end of training.
         """
-        items = np.asarray(items, dtype=np.int64)
-        known = (items >= 0) & (items < self.n_items)
+        indices = np.asarray(items, dtype=np.int64)
+        known = (indices >= 0) & (indices < self.n_items)
         stamps = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)[known]
-        items = items[known]
-        if len(items) == 0:
+        indices = indices[known]
+        if len(indices) == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        candidates, scores = self._score(items, stamps)
+        candidates, scores = self._score(indices, stamps)
         return top_k(candidates, scores, k)
 
     def recommend_many(self, cases: NextItemCases, k: int = 20) -> tuple[np.ndarray, np.ndarray]:

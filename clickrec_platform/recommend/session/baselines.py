@@ -83,7 +83,8 @@ class RecentItemKNN(SessionRecommender):
         self.model.fit(InteractionData.from_splits(splits))
 
     def recommend(
-        self, items: Sequence[int], timestamps: Sequence[int] | None = None, k: int = 20
+        self, items: Sequence[int] | np.ndarray, timestamps: Sequence[int] | np.ndarray | None = None,
+        k: int = 20,
     ) -> tuple[np.ndarray, np.ndarray]:
         """As `recommend_many` ranks: popular items (NaN score) top up a short list."""
         ids, scores = self.model.recommend_from_items([list(items)], k=k)

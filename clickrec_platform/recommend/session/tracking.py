@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel  # by name: mypy reads `mlflow.pyfunc` as mlflow's lazy loader
 from mlflow.types.schema import ColSpec, Schema
 
 from clickrec_platform.recommend.session.training import SessionCandidate, SessionServable
@@ -36,7 +37,7 @@ _SERVING_PACKAGES = ("numpy", "pandas", "scipy", "mlflow")
 _REQUEST_SCHEMA = Schema([ColSpec("long", "item_id"), ColSpec("long", "ts", required=False)])
 
 
-class SessionPyfunc(mlflow.pyfunc.PythonModel):
+class SessionPyfunc(PythonModel):
     """Input: one session as rows (item_id, optional ts), oldest first; params `k` (default 20).
     Output: rank, item_id, score of what should come next (possibly fewer than k)."""
 
@@ -110,6 +111,7 @@ def aliased_session_version(registered_model: str, alias: str = SESSION_CHAMPION
         found = MlflowClient(tracking_uri).get_model_version_by_alias(registered_model, alias)
     except mlflow.exceptions.MlflowException:
         return None
+    assert found.run_id is not None  # this project registers models from their runs
     return str(found.version), found.run_id
 
 

@@ -50,7 +50,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": schemas.InvalidRequest, "description": "A parameter is missing or invalid."},
     503: {"model": schemas.Error, "description": "The database is unreachable, too slow, or not set up."},
 }
-_NOT_FOUND = {404: {"model": schemas.Error, "description": "Unknown id."}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": schemas.Error, "description": "Unknown id."}}
 
 
 def _json(payload: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -281,7 +281,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         log.error("unhandled error", exc_info=exc)
         return _json({"detail": "internal error"}, 500)
 
-    app.add_exception_handler(RequestValidationError, invalid)
+    # Starlette types every handler as taking any Exception; it calls this one with its class's only.
+    app.add_exception_handler(RequestValidationError, invalid)  # type: ignore[arg-type]
     for unavailable_error in (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError,
                               psycopg.errors.UndefinedTable):
         app.add_exception_handler(unavailable_error, unavailable)

@@ -52,7 +52,7 @@ class SimilarRow:
     item_id: int  # the neighbour
     seed_position: int  # 1 = the visitor's most recent item
     rank: int  # rank among that item's neighbours
-    provenance: Provenance
+    provenance: Provenance | None  # None when the session model was dropped while the request ran
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +88,11 @@ def blend(model: Sequence[ModelRow], similar: Sequence[SimilarRow], seen: Iterab
         if row.item_id not in excluded:
             scores[row.item_id] = scores.get(row.item_id, 0.0) + MODEL_WEIGHT / (RANK_OFFSET + row.rank)
             from_model.add(row.item_id)
-    for row in similar:
-        if row.item_id not in excluded and row.seed_position <= SESSION_SEEDS:
-            weight = _SEED_WEIGHTS[row.seed_position - 1]
-            scores[row.item_id] = scores.get(row.item_id, 0.0) + weight / (RANK_OFFSET + row.rank)
-            from_session.add(row.item_id)
+    for neighbour in similar:
+        if neighbour.item_id not in excluded and neighbour.seed_position <= SESSION_SEEDS:
+            weight = _SEED_WEIGHTS[neighbour.seed_position - 1]
+            scores[neighbour.item_id] = scores.get(neighbour.item_id, 0.0) + weight / (RANK_OFFSET + neighbour.rank)
+            from_session.add(neighbour.item_id)
     ranked = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
     items = [Recommendation(item, round(score, 6), _SOURCES[(item in from_model, item in from_session)])
              for item, score in ranked]

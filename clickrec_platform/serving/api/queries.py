@@ -187,8 +187,9 @@ async def similar_items(conn: AsyncConnection, q: GoldQueries, item: int, k: int
     rows = await (await cur.execute(q.similar, {"item": item, "k": k})).fetchall()
     if rows:
         return rows
-    cur = await conn.execute(q.item_exists, {"item": item})
-    return [] if (await cur.fetchone())[0] else None
+    exists = await (await conn.execute(q.item_exists, {"item": item})).fetchone()
+    assert exists is not None  # SELECT EXISTS (...) has one row
+    return [] if exists[0] else None
 
 
 async def trending(conn: AsyncConnection, q: GoldQueries, window: timedelta, limit: int) -> list[dict[str, Any]]:

@@ -20,8 +20,12 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from clickrec_platform.serving.api.blend import Provenance
+
+if TYPE_CHECKING:  # refresh() imports it only when it loads a model
+    from clickrec_platform.recommend.session.tracking import LoadedSessionModel
 
 log = logging.getLogger("clickrec.api.session")
 
@@ -47,7 +51,7 @@ class SessionModelHolder:
         self.registered_model = registered_model
         self.tracking_uri = tracking_uri
         self.refresh_seconds = refresh_seconds
-        self.loaded = None  # LoadedSessionModel
+        self.loaded: LoadedSessionModel | None = None
         self.provenance: Provenance | None = None
         self._cache: OrderedDict[tuple, list[int]] = OrderedDict()
 

@@ -136,7 +136,9 @@ def write_ground_truth(world: World, directory: Path) -> dict[str, int]:
             {
                 "category_id": np.arange(len(categories.parent)),
                 "parent_id": pd.array(
-                    np.where(categories.parent < 0, None, categories.parent), dtype="Int64"
+                    # numpy's types leave out None, which numpy takes as an object array's element
+                    np.where(categories.parent < 0, None, categories.parent),  # type: ignore[call-overload]
+                    dtype="Int64",
                 ),
                 "level": categories.level,
                 "name": categories.name.astype(str),
