@@ -21,7 +21,8 @@ def _record(what: str, run_id: str) -> None:
 
 def _other_runs(run_id: str) -> tuple[set[str], set[str]]:
     """Other runs whose op started, and those whose op ended."""
-    started, ended = set(), set()
+    started: set[str] = set()
+    ended: set[str] = set()
     for line in Path(os.environ["LOCK_JOB_EVENTS"]).read_text().splitlines():
         what, run, _ = line.split()
         (started if what == "start" else ended).add(run)
@@ -35,10 +36,12 @@ def _a_run_waits_for_the_lock() -> bool:
     from clickrec_platform.settings import get_settings
 
     with psycopg.connect(get_settings().postgres_dsn(), autocommit=True) as conn:
-        return conn.execute(
+        row = conn.execute(
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
             "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name LIKE %s",
-            (f"{APPLICATION_PREFIX}%",)).fetchone()[0] > 0
+            (f"{APPLICATION_PREFIX}%",)).fetchone()
+        assert row is not None
+        return row[0] > 0
 
 
 @dg.op

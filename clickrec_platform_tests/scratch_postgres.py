@@ -39,6 +39,7 @@ class ScratchPostgres:
     def environment(self) -> dict[str, str]:
         """The variables that point a child process (or this one's `get_settings()`) at this server."""
         s = self.settings
+        assert s.postgres_password is not None and s.reader_password is not None  # scratch_postgres sets both
         return {"CLICKREC_POSTGRES_HOST": s.postgres_host, "CLICKREC_POSTGRES_PORT": str(s.postgres_port),
                 "CLICKREC_POSTGRES_PASSWORD": s.postgres_password.get_secret_value(),
                 "CLICKREC_READER_PASSWORD": s.reader_password.get_secret_value()}

@@ -8,13 +8,13 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 import psycopg
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 from psycopg import sql
 
 from clickrec_platform.events.codec import InvalidEvent, decode, encode, kafka_key
@@ -39,11 +39,15 @@ def produce(bootstrap_servers: str, topic: str, records: list[tuple[bytes, bytes
     errors: list[str] = []
     producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True,
                          "acks": "all", "linger.ms": 5})
+
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err:
+            errors.append(str(err))
+
     for key, value in records:
         while True:
             try:
-                producer.produce(topic, value=value, key=key,
-                                 on_delivery=lambda err, _msg: err and errors.append(str(err)))
+                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
                 break
             except BufferError:  # the client's queue is full: let deliveries drain it
                 producer.poll(0.5)
@@ -71,10 +75,10 @@ def free_port() -> int:
 
 
 def consume(bootstrap_servers: str, topic: str, expected: int, timeout_s: float = 60.0,
-            **extra_conf: str) -> list[Message]:
+            extra_conf: Mapping[str, str] | None = None) -> list[Message]:
     """Read ``expected`` messages from the start of ``topic`` (fails if fewer arrive in time)."""
     consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"test-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False, **extra_conf})
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False, **(extra_conf or {})})
     consumer.subscribe([topic])
     messages: list[Message] = []
     deadline = time.monotonic() + timeout_s
@@ -147,7 +151,7 @@ def message_mix(events: int, seed: int) -> tuple[list[tuple[bytes, bytes]], list
     records = [(kafka_key(e.visitor_id), encode(e)) for e in valid]
     records += records[:: max(1, len(records) // 50)]  # duplicates, sent later
     records += [(b"bad", value) for value in bad]
-    reasons = Counter()
+    reasons: Counter[str] = Counter()
     for value in bad:
         try:
             decode(value)

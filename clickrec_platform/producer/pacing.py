@@ -80,7 +80,7 @@ class LivePacer(ReplayPacer):
     window_start_ms: int = 0
     hourly_rates: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
-    def target_events_per_second(self, now_ms: int) -> float | None:
+    def target_events_per_second(self, now_ms: int) -> float:
         hour = (now_ms - self.window_start_ms) // HOUR_MS
         return float(self.hourly_rates[hour]) if 0 <= hour < len(self.hourly_rates) else 0.0
 

@@ -364,7 +364,7 @@ def test_the_reader_role_cannot_write(api):
 
     with psycopg.connect(reader_dsn(api.settings), autocommit=True) as reader:
         table = f'"{api.settings.gold_schema}".user_recommendations'
-        assert reader.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == sum(map(len, MODEL_LISTS.values()))
+        assert reader.execute(f"SELECT count(*) FROM {table}").fetchone() == (sum(map(len, MODEL_LISTS.values())),)
         for statement in (f"DELETE FROM {table}", f'CREATE TABLE "{api.settings.gold_schema}".x (a int)',
                           f"DROP VIEW {table}"):
             with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction)):

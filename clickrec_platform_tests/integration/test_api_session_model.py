@@ -81,8 +81,9 @@ def _scenario(settings, conn, client, data, candidates) -> None:
         stamps = [int(at.timestamp() * 1000) for _, at in clicks[:n_clicks]]
         return [i for i, _ in model.recommend_ids(items, stamps, K + n_clicks) if i not in items][:K]
 
-    with TestClient(create_app(settings)) as api:
-        holder = api.app.state.session_model
+    app = create_app(settings)
+    with TestClient(app) as api:
+        holder = app.state.session_model
         _wait_for(lambda: holder.loaded is not None, "the API to load the session champion")
         assert holder.loaded.version == runs["sknn"].registered_version
         sknn = holder.loaded.servable

@@ -33,6 +33,7 @@ CONFIG = GeneratorConfig(events=40_000, days=4, seed=7)
 
 def _silver_dates(settings: Settings) -> list[str]:
     dates = orchestration.silver_event_dates(settings)
+    assert dates is not None
     first, last = date.fromisoformat(dates.first), date.fromisoformat(dates.last)
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
@@ -44,8 +45,8 @@ def lake(spark, tmp_path_factory) -> Iterator[Settings]:
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], bool]:
-    return {(e.event_specific_data.asset_key.to_user_string(), e.event_specific_data.check_name):
-            e.event_specific_data.passed for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    return {(e.asset_check_evaluation_data.asset_key.to_user_string(), e.asset_check_evaluation_data.check_name):
+            e.asset_check_evaluation_data.passed for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
 
 
 def _interactions(spark, settings: Settings) -> pd.DataFrame:
@@ -59,7 +60,7 @@ FEATURE_GRAPH = "group:reference or group:features"
 def test_the_whole_feature_graph_materialises_and_every_check_passes(spark, lake):
     result = orchestration.materialize(lake, FEATURE_GRAPH, raise_on_error=False)
     assert result.success
-    materialized = {e.event_specific_data.materialization.asset_key.to_user_string()
+    materialized = {e.step_materialization_data.materialization.asset_key.to_user_string()
                     for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
     assert materialized == {"delta/silver/categories", "delta/silver/items", "delta/gold/interactions",
                             "delta/gold/user_features", "delta/gold/item_features", "delta/gold/training_splits"}
@@ -95,7 +96,7 @@ def test_materialize_waits_for_another_run_of_the_graph_on_the_same_lake(spark, 
     (result,) = results
     assert result.success
     record = orchestration.instance_for(lake).get_run_record_by_id(result.run_id)
-    assert record.start_time >= released
+    assert record is not None and record.start_time is not None and record.start_time >= released
 
 
 def test_a_backfill_in_one_run_equals_days_one_by_one_and_reruns_do_not_duplicate(spark, lake):
@@ -125,12 +126,15 @@ def test_the_sensor_asks_for_the_dates_silver_gained(spark, lake):
     sensor = definitions.resolve_sensor_def("silver_events_sensor")
     dates = _silver_dates(lake)
 
+    assert definitions.resources is not None
+    lake_resource = definitions.resources["lake"]
+
     def context(cursor):
         return dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral(),
-                                       resources={"lake": definitions.resources["lake"]})
+                                       resources={"lake": lake_resource})
 
     first = sensor.evaluate_tick(context(None))
-    (request,) = first.run_requests
+    (request,) = first.run_requests or []
     assert (request.tags[orchestration.RANGE_START_TAG], request.tags[orchestration.RANGE_END_TAG]) == (
         dates[0], dates[-1])
     idle = sensor.evaluate_tick(context(first.cursor))
@@ -139,9 +143,10 @@ def test_the_sensor_asks_for_the_dates_silver_gained(spark, lake):
     later = GeneratorConfig(events=2_000, days=1, seed=8, start_date=date(2015, 5, 20))
     load_events_into_silver(spark, lake, generate_events(later))
     grown = sensor.evaluate_tick(context(first.cursor))
-    (request,) = grown.run_requests
+    (request,) = grown.run_requests or []
     assert request.tags[orchestration.RANGE_START_TAG] == "2015-05-20"
-    assert request.tags[orchestration.RANGE_END_TAG] == orchestration.silver_event_dates(lake).last
+    grown_dates = orchestration.silver_event_dates(lake)
+    assert grown_dates is not None and request.tags[orchestration.RANGE_END_TAG] == grown_dates.last
 
 
 def test_broken_input_fails_the_right_check_blocks_what_depends_on_it_and_is_alerted_once(
@@ -177,7 +182,7 @@ def test_broken_input_fails_the_right_check_blocks_what_depends_on_it_and_is_ale
                           ("delta/gold/user_features", "one_row_per_visitor")}
         # Blocking checks stop what depends on them: the item features need a sound tree, the
         # training sets clean interactions.
-        materialized = {e.event_specific_data.materialization.asset_key.to_user_string()
+        materialized = {e.step_materialization_data.materialization.asset_key.to_user_string()
                         for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
         assert not {"delta/gold/item_features", "delta/gold/training_splits"} & materialized
         assert "delta/silver/items" in materialized  # unaffected by either fault
@@ -200,7 +205,7 @@ def _metadata_of_failed_checks(result: dg.ExecuteInProcessResult) -> dict[str, s
     from clickrec_platform.ops.alerts import metadata_text
 
     return {name: metadata_text(value) for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
-            and not e.event_specific_data.passed for name, value in list(e.event_specific_data.metadata.items())[:8]}
+            and not e.asset_check_evaluation_data.passed for name, value in list(e.asset_check_evaluation_data.metadata.items())[:8]}
 
 
 def test_observing_silver_records_its_delta_version_rows_and_freshness(spark, lake):
@@ -208,10 +213,10 @@ def test_observing_silver_records_its_delta_version_rows_and_freshness(spark, la
 
     result = orchestration.definitions_for(lake).resolve_job_def("observe_silver_events").execute_in_process(
         instance=dg.DagsterInstance.ephemeral())
-    (observation,) = [e.event_specific_data.asset_observation for e in result.all_events
+    (observation,) = [e.asset_observation_data.asset_observation for e in result.all_events
                       if e.event_type_value == "ASSET_OBSERVATION"]
     assert observation.tags["dagster/data_version"] == str(latest_version(SILVER_EVENTS.path(lake), lake))
     rows = spark.read.format("delta").load(SILVER_EVENTS.path(lake)).count()
     assert observation.metadata["row_count"].value == rows
-    (fresh,) = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    (fresh,) = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert fresh.passed  # just loaded

@@ -122,8 +122,9 @@ def _materialize(settings, env: dict[str, str], select: str) -> dict[tuple[str, 
     run_id = next(word for line in run.stdout.splitlines() for word in line.split()
                   if len(word) == 36 and word.count("-") == 4)
     instance = orchestration.instance_for(settings)
-    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
-    evaluations = [entry.dagster_event.event_specific_data for entry in instance.all_logs(run_id)
+    dagster_run = instance.get_run_by_id(run_id)
+    assert dagster_run is not None and dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    evaluations = [entry.dagster_event.asset_check_evaluation_data for entry in instance.all_logs(run_id)
                    if entry.dagster_event and entry.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
     return {(e.asset_key.to_user_string(), e.check_name): e.passed for e in evaluations}
 

@@ -89,7 +89,9 @@ def test_kill_9_of_a_spark_worker_mid_batch_loses_and_duplicates_nothing(on_clus
     try:
         wait_for("two ingest batches committed", lambda: batches(s) >= 2, timeout_s=900, interval_s=1,
                  alive=job_alive(job, log_path))
-        os.kill(worker.process().pid(), signal.SIGKILL)  # the worker; its executor dies with it
+        worker_pid = worker.process().pid()
+        assert worker_pid is not None, "the Spark worker is not running"
+        os.kill(worker_pid, signal.SIGKILL)  # the worker; its executor dies with it
         assert silver_count(s) < len(valid_ids)  # it really was stopped midway
         wait_for("every valid event in silver", lambda: silver_count(s) >= len(valid_ids), timeout_s=600,
                  interval_s=2, alive=job_alive(job, log_path))
@@ -114,7 +116,9 @@ def test_an_object_store_restart_mid_stream_loses_and_duplicates_nothing(on_clus
     try:
         wait_for("two ingest batches committed", lambda: batches(s) >= 2, timeout_s=900, interval_s=1,
                  alive=job_alive(job, log_path))
-        os.kill(store.process().pid(), signal.SIGKILL)
+        store_pid = store.process().pid()
+        assert store_pid is not None, "S3Proxy is not running"
+        os.kill(store_pid, signal.SIGKILL)
         down_at = time.monotonic()
         time.sleep(5)  # an outage of some seconds, not a synchronisation
         assert store.start() and store.health().ok

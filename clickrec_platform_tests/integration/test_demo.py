@@ -116,8 +116,9 @@ def test_the_demo_runs_end_to_end_and_leaves_live_traffic_running(demo, capsys):
     # Real answers from the demo's API, over what this demo published.
     schema = sql.Identifier(demo.settings.gold_schema)
     with psycopg.connect(demo.settings.postgres_dsn()) as conn:
-        (visitor,) = conn.execute(sql.SQL("SELECT visitor_id FROM {}.user_recommendations LIMIT 1")
-                                  .format(schema)).fetchone()
+        row = conn.execute(sql.SQL("SELECT visitor_id FROM {}.user_recommendations LIMIT 1").format(schema)).fetchone()
+        assert row is not None, "the demo published no recommendations"
+        (visitor,) = row
     recommendations = httpx.get(f"{demo.api}/recommendations/{visitor}?k=5", timeout=10).json()
     trending = httpx.get(f"{demo.api}/trending?limit=5&window=7d", timeout=10).json()
     search = httpx.get(f"{demo.api}/search?q=available&limit=3", timeout=10).json()
@@ -140,8 +141,9 @@ def test_the_demo_runs_end_to_end_and_leaves_live_traffic_running(demo, capsys):
     # stamped after the demo began (its history ends yesterday) reach them.
     def latest_event() -> datetime | None:
         with psycopg.connect(demo.settings.postgres_dsn()) as conn:
-            return conn.execute(sql.SQL("SELECT max(ts) FROM {}.live_clickstream_events").format(schema)
-                                ).fetchone()[0]
+            row = conn.execute(sql.SQL("SELECT max(ts) FROM {}.live_clickstream_events").format(schema)).fetchone()
+            assert row is not None
+            return row[0]
 
     waited = time.monotonic()
     while (latest := latest_event()) is None or latest < started_at:

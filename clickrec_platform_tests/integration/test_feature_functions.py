@@ -71,7 +71,8 @@ def test_the_spark_and_pandas_splits_agree_row_for_row_on_the_same_events(spark)
                 .itertuples(index=False, name=None))
     events = _events(spark, rows)
     columns = ["visitor_id", "item_id", "split", "weight", "events"]
-    spark_split = training_splits(events, split_boundaries(events, (0.7, 0.15, 0.15))).toPandas()[columns]
+    # pyspark types toPandas() as a protocol of a few methods; it returns a pandas DataFrame
+    spark_split = training_splits(events, split_boundaries(events, (0.7, 0.15, 0.15))).toPandas()[columns]  # type: ignore[index]
     pandas_split = splits_from_events(frame, (0.7, 0.15, 0.15))[columns]
 
     def ordered(split: pd.DataFrame) -> pd.DataFrame:

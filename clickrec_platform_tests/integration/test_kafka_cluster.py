@@ -8,12 +8,13 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import cast
 
 import pytest
 from confluent_kafka.admin import ConfigResource, NewTopic
 
 from clickrec_platform.stack import services
-from clickrec_platform.stack.kafka import admin_client
+from clickrec_platform.stack.kafka import KafkaNodeService, admin_client
 from clickrec_platform.stack.process import log_tail
 from clickrec_platform_tests.support import consume, produce
 
@@ -28,7 +29,7 @@ def test_three_brokers_form_one_cluster_whose_topic_has_three_in_sync_replicas(s
     assert {b.id: b.port for b in metadata.brokers.values()} == {1: 9192, 2: 9193, 3: 9194}
     cluster = admin.describe_cluster(request_timeout=10).result(timeout=15)
     assert cluster.cluster_id == (kafka_cluster.state_dir / "kafka-cluster" / "cluster.id").read_text().strip()
-    nodes = services(kafka_cluster, ["kafka"])
+    nodes = cast(list[KafkaNodeService], services(kafka_cluster, ["kafka"]))  # the cluster's nodes
     assert nodes[0].quorum_leader() in {1, 2, 3}
 
     # The platform's topic, created by `up` with the cluster's replication: 3 replicas, all in sync.

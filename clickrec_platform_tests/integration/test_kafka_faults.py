@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 from confluent_kafka import KafkaException
@@ -32,7 +33,7 @@ from clickrec_platform.events.codec import decode
 from clickrec_platform.lake.tables import BRONZE_CLICKSTREAM, SILVER_EVENTS
 from clickrec_platform.settings import Settings
 from clickrec_platform.stack import services
-from clickrec_platform.stack.kafka import KafkaService, admin_client
+from clickrec_platform.stack.kafka import KafkaNodeService, KafkaService, admin_client
 from clickrec_platform.stack.process import ServiceError, pid_alive
 from clickrec_platform.stack.scratch import scratch_settings
 from clickrec_platform_tests.support import (
@@ -186,7 +187,7 @@ def reconcile(traffic: Traffic) -> dict[str, int]:
     delivered = summary["delivered"]
     assert summary["accepted"] == delivered > EVENTS * 0.9 and summary["failed"] == 0, summary
     messages = consume(s.kafka_bootstrap_servers, s.kafka_topic, expected=delivered, timeout_s=120)
-    ids = {decode(m.value()).event_id for m in messages}
+    ids = {decode(m.value() or b"").event_id for m in messages}
     assert len(ids) == len(messages) == delivered  # none lost, none written twice
     (bronze,) = delta_rows(BRONZE_CLICKSTREAM.path(s), 'SELECT count(*), count(DISTINCT (partition, "offset")) FROM t')
     assert bronze == (len(messages), len(messages))
@@ -237,7 +238,7 @@ def test_single_broker_killed_mid_produce_and_mid_stream_then_restarted(scratch_
 def test_cluster_node_killed_mid_produce_and_mid_stream_goes_on_then_rejoins(stack, kafka_cluster, tmp_path):
     on_cluster = stack.model_copy(update={"kafka_bootstrap_servers": kafka_cluster.kafka_bootstrap_servers,
                                           "kafka_replication_factor": kafka_cluster.kafka_replication_factor})
-    nodes = {node.node_id: node for node in services(kafka_cluster, ["kafka"])}
+    nodes = {node.node_id: node for node in cast(list[KafkaNodeService], services(kafka_cluster, ["kafka"]))}
     admin = admin_client(kafka_cluster.kafka_bootstrap_servers)
     with scratch_settings(on_cluster, "drill") as s, live_traffic(s, tmp_path) as traffic:
 
@@ -258,7 +259,9 @@ def test_cluster_node_killed_mid_produce_and_mid_stream_goes_on_then_rejoins(sta
         victim = nodes[1].quorum_leader()
         led = sorted(p.id for p in partitions().values() if p.leader == victim)
         assert led, f"node {victim}, the quorum leader, leads none of {s.kafka_topic}'s partitions"
-        killed_at = kill_9(nodes[victim].process().pid())
+        victim_pid = nodes[victim].process().pid()
+        assert victim_pid is not None, f"node {victim} is not running"
+        killed_at = kill_9(victim_pid)
         try:
             wait_for(f"new leaders for partitions {led} of node {victim}",
                      lambda: every_partition(lambda p: p.leader not in (victim, -1)), timeout_s=120)
@@ -291,7 +294,7 @@ def test_cluster_node_killed_mid_produce_and_mid_stream_goes_on_then_rejoins(sta
           f"ISR in {rejoined_s:.1f}s")
 
 
-def _quorum_leader_other_than(victim: int, node: KafkaService) -> int | None:
+def _quorum_leader_other_than(victim: int, node: KafkaNodeService) -> int | None:
     """The quorum leader named by ``node`` when it is not ``victim``; None while an election is under way."""
     try:
         leader = node.quorum_leader()

@@ -77,7 +77,7 @@ def test_the_schedule_compacts_the_stream_tables_when_they_have_small_files(spar
     assert _evaluate(optimize_lake_every_30_minutes, settings).skip_message.startswith("nothing to compact")  # no tables
 
     rows = _micro_batches(spark, settings, batches=6)
-    before = {t.key: len(active_files(settings, t)) for t in (SILVER_EVENTS, OPS_STREAM_BATCHES)}
+    before = {t.key: len(active_files(settings, t) or []) for t in (SILVER_EVENTS, OPS_STREAM_BATCHES)}
     assert small_files(settings) == {"silver.events": 12, "ops.stream_batches": 6}
     (request,) = _evaluate(optimize_lake_every_30_minutes, settings).run_requests
     assert request.run_config["ops"]["compact_lake"]["config"].get("vacuum_hours") is None
@@ -90,7 +90,7 @@ def test_the_schedule_compacts_the_stream_tables_when_they_have_small_files(spar
     summary = result.output_for_node("compact_lake")
     assert summary["before"] == {"silver.events": 12, "ops.stream_batches": 6}
     assert summary["after"] == {"silver.events": 0, "ops.stream_batches": 0}
-    after = {t.key: len(active_files(settings, t)) for t in (SILVER_EVENTS, OPS_STREAM_BATCHES)}
+    after = {t.key: len(active_files(settings, t) or []) for t in (SILVER_EVENTS, OPS_STREAM_BATCHES)}
     assert before == {"silver.events": 12, "ops.stream_batches": 6}
     assert after == {"silver.events": 2, "ops.stream_batches": 1}  # one file per event date
     assert spark.read.format("delta").load(SILVER_EVENTS.path(settings)).count() == rows  # no data changed

@@ -67,8 +67,10 @@ class Gold:
         return {table: self.rows(table) for table in KEYS}
 
     def count(self, table: str) -> int:
-        return self.conn.execute(
-            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(self.schema, table))).fetchone()[0]
+        row = self.conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(self.schema, table))).fetchone()
+        assert row is not None
+        return row[0]
 
 
 @pytest.fixture
@@ -347,7 +349,7 @@ def test_recent_items_are_trimmed_only_for_the_visitors_touched(gold):
                                   keep_per_visitor=3, schema=gold.schema)
 
     assert touched == 2
-    items = {}
+    items: dict[int, set[int]] = {}
     for r in gold.rows("user_recent_items"):
         items.setdefault(r["visitor_id"], set()).add(r["item_id"])
     assert items == {1: {100, 101, 102, 103, 104, 105}, 2: {999, 105, 104}, 3: {4, 3, 2}}
@@ -577,7 +579,7 @@ def test_concurrent_reader_never_sees_half_a_replacement(gold):
             for offset, size in ((0, 3_000), (1_500, 2_000))]
     signature = sql.SQL("SELECT count(*), sum(item_id), sum(event_count) FROM {}").format(
         sql.Identifier(gold.schema, "trending_items"))
-    observed: set[tuple] = set()
+    observed: set[tuple | None] = set()
     stop = threading.Event()
 
     def read() -> None:

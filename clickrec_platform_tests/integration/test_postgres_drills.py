@@ -84,8 +84,10 @@ def recommendations(visitors: int, run: str, per_visitor: int = 10) -> pa.Table:
 
 def published_summary(conn: psycopg.Connection) -> tuple[int, int, str | None]:
     """(rows, distinct runs, a run) of the whole published set, in one statement."""
-    return conn.execute("SELECT count(*), count(DISTINCT run_id), min(run_id) FROM gold.user_recommendations"
-                        ).fetchone()
+    row = conn.execute("SELECT count(*), count(DISTINCT run_id), min(run_id) FROM gold.user_recommendations"
+                       ).fetchone()
+    assert row is not None
+    return row
 
 
 def test_kill_9_of_postgres_mid_publish_readers_see_one_whole_version_and_the_retry_publishes_it_once(
@@ -112,7 +114,7 @@ def test_kill_9_of_postgres_mid_publish_readers_see_one_whole_version_and_the_re
     write_deltalake(table_path(settings, "gold", "user_recommendations"),
                     recommendations(new_rows // 10, "run-new"))
 
-    seen: list[tuple[int, int, str]] = []
+    seen: list[tuple[int, int, str | None]] = []
     outages: list[str] = []
     stop_reading = threading.Event()
 
@@ -162,7 +164,7 @@ def test_kill_9_of_postgres_mid_publish_readers_see_one_whole_version_and_the_re
     assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert len(retries) >= 1, "the crash did not fail the first attempt"
-    checks = {e.event_specific_data.check_name: e.event_specific_data.passed
+    checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert checks["rows_match_source"], checks
     with pg.connect() as conn:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -55,8 +56,10 @@ class Gold:
 
 def _summary(conn: psycopg.Connection, schema: str) -> tuple[int, int, str | None]:
     """(rows, distinct runs, a run) of the whole published set, in one statement."""
-    return conn.execute(sql.SQL("SELECT count(*), count(DISTINCT run_id), min(run_id) FROM {}").format(
+    row = conn.execute(sql.SQL("SELECT count(*), count(DISTINCT run_id), min(run_id) FROM {}").format(
         sql.Identifier(schema, "user_recommendations"))).fetchone()
+    assert row is not None
+    return row
 
 
 def recommendations(visitors: int, run: str, per_visitor: int = 10) -> pa.Table:
@@ -156,7 +159,12 @@ def test_a_reader_holding_the_view_delays_the_swap_without_stalling_other_reader
             psycopg.connect(reader_dsn(gold.settings), autocommit=True) as other:
         assert _summary(holder, gold.schema)[2] == "run-1"  # holder's transaction now holds the view
         done = threading.Event()
-        publisher = threading.Thread(target=lambda: (gold.publish(recommendations(200, "run-2")), done.set()))
+
+        def publish() -> None:
+            gold.publish(recommendations(200, "run-2"))
+            done.set()
+
+        publisher = threading.Thread(target=publish)
         # A connection of its own: the fixture's is the test's.
         with psycopg.connect(gold.settings.postgres_dsn(), autocommit=True) as owner:
             gold_conn, gold.conn = gold.conn, owner
@@ -202,7 +210,8 @@ def test_a_publish_asset_without_its_delta_table_fails_saying_so(lake_and_schema
     result = _materialize(["user_recommendations"])
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "no Delta table at" in failure.event_specific_data.error.message
+    error = failure.step_failure_data.error
+    assert error is not None and "no Delta table at" in error.message
 
 
 def _write(spark, settings: Settings, layer: str, name: str, rows: list[dict], schema: str) -> None:
@@ -250,15 +259,16 @@ def test_the_publish_assets_copy_every_table_from_the_lake(spark, lake_and_schem
            + ", ".join(f"{c} double" for c in item_weights)
            + ", conversion_rate double, cart_rate double, category_id bigint, root_category_id bigint, "
              "price double, price_band int, available int")
-    tree = [{"category_id": 1, "parent_id": None, "root_id": 1, "depth": 0, "path": "1", "problem": None},
-            {"category_id": 3, "parent_id": 1, "root_id": 1, "depth": 1, "path": "1/3", "problem": None},
-            {"category_id": 5, "parent_id": 3, "root_id": 1, "depth": 2, "path": "1/3/5", "problem": None}]
+    tree: list[dict[str, Any]] = [
+        {"category_id": 1, "parent_id": None, "root_id": 1, "depth": 0, "path": "1", "problem": None},
+        {"category_id": 3, "parent_id": 1, "root_id": 1, "depth": 1, "path": "1/3", "problem": None},
+        {"category_id": 5, "parent_id": 3, "root_id": 1, "depth": 2, "path": "1/3/5", "problem": None}]
     tree_columns = "category_id bigint, parent_id bigint, root_id bigint, depth int, path string"
     _write(spark, settings, "silver", "categories", tree, f"{tree_columns}, problem string")
 
     result = _materialize([spec.name for spec in PUBLISHED_TABLES])
     assert result.success
-    checks = {(e.event_specific_data.asset_key.path[-1], e.event_specific_data.check_name): e.event_specific_data.passed
+    checks = {(e.asset_check_evaluation_data.asset_key.path[-1], e.asset_check_evaluation_data.check_name): e.asset_check_evaluation_data.passed
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert len(checks) == 11 and all(checks.values()), checks
 
@@ -288,6 +298,7 @@ def test_the_publish_assets_copy_every_table_from_the_lake(spark, lake_and_schem
         result = _materialize(["items"])
         assert result.success
         (materialization,) = result.asset_materializations_for_node("postgres__gold__items")
-        assert "unreadable by DuckDB" in materialization.metadata["warnings"].value
+        warnings = materialization.metadata["warnings"]
+        assert isinstance(warnings, dg.TextMetadataValue) and "unreadable by DuckDB" in (warnings.text or "")
         assert query("SELECT item_id, category_path FROM {schema}.items ORDER BY item_id") == [
             (11, [1, 5]), (12, [1, 5]), (13, None)]

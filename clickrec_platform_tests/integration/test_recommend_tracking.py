@@ -61,7 +61,7 @@ def test_runs_are_logged_registered_aliased_and_served(stack, names, tmp_path):
             evaluation,
             data_versions={"gold.training_splits": 7},
             split_dates=data.split_dates(),
-            training_seconds=model.fit_seconds,
+            training_seconds=model.fit_seconds or 0.0,
             tracking_uri=uri,
             artifacts=[table, chart],
             registered_model_name=registered,
@@ -83,7 +83,9 @@ def test_runs_are_logged_registered_aliased_and_served(stack, names, tmp_path):
         "comparison/comparison.md",
         "comparison/comparison.png",
     }
-    assert {logged["most_popular"].registered_version, logged["item_knn"].registered_version} == {"1", "2"}
+    popular_version, item_knn_version = logged["most_popular"].registered_version, logged["item_knn"].registered_version
+    assert popular_version is not None and item_knn_version is not None
+    assert {popular_version, item_knn_version} == {"1", "2"}
 
     # The gate reads the values back from the runs, as a scheduled job would; the paired interval needs
     # both models' per-visitor values, which the evaluations hold.
@@ -92,8 +94,8 @@ def test_runs_are_logged_registered_aliased_and_served(stack, names, tmp_path):
         baseline_value, paired_user_difference(challenger_eval, baseline_eval, "ndcg@20", n_boot=200))}
     decision = decide(gate_metrics(run.data.metrics)["ndcg@20"], references, "ndcg@20")
     assert decision.promote, decision.reason
-    set_alias(registered, logged["item_knn"].registered_version, CHAMPION, uri)
-    set_alias(registered, logged["most_popular"].registered_version, CHALLENGER, uri)
+    set_alias(registered, item_knn_version, CHAMPION, uri)
+    set_alias(registered, popular_version, CHALLENGER, uri)
     champion = aliased_version(registered, CHAMPION, uri)
     assert champion is not None and champion.run_id == run.info.run_id
     assert champion.metrics["ndcg@20"] == pytest.approx(challenger_eval.value("ndcg@20"))

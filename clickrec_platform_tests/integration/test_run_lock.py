@@ -37,10 +37,12 @@ def op_events(events: Path) -> list[tuple[str, str, float]]:
 def waiting_sessions(settings) -> int:
     """Sessions of graph runs waiting for an advisory lock."""
     with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
-        return conn.execute(
+        row = conn.execute(
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name LIKE %s",
-            (f"{APPLICATION_PREFIX}%",)).fetchone()[0]
+            (f"{APPLICATION_PREFIX}%",)).fetchone()
+        assert row is not None
+        return row[0]
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def test_kafka_round_trip_keeps_keys_values_and_per_key_partition(stack, kafka_t
     messages = consume(stack.kafka_bootstrap_servers, kafka_topic, expected=len(records))
 
     assert sorted((m.key(), m.value()) for m in messages) == sorted(records)
-    partitions_per_key: dict[bytes, set[int]] = {}
+    partitions_per_key: dict[bytes | None, set[int | None]] = {}
     for message in messages:
         partitions_per_key.setdefault(message.key(), set()).add(message.partition())
     assert all(len(p) == 1 for p in partitions_per_key.values()), partitions_per_key
@@ -43,7 +43,7 @@ def test_broker_is_apache_kafka_4_in_kraft_mode(stack, kafka_topic):
     # The KIP-848 consumer group protocol is served only by Kafka 4.0 and later.
     produce(stack.kafka_bootstrap_servers, kafka_topic, [(b"k", b"v")])
     (message,) = consume(stack.kafka_bootstrap_servers, kafka_topic, expected=1,
-                         **{"group.protocol": "consumer"})
+                         extra_conf={"group.protocol": "consumer"})
     assert message.value() == b"v"
 
 
@@ -71,7 +71,8 @@ def test_mlflow_run_is_stored_on_the_tracking_server(stack):
     assert stored.data.metrics == {"recall_at_20": 0.25}
     assert stored.info.artifact_uri.startswith("mlflow-artifacts:")
     assert [a.path for a in client.list_artifacts(run.info.run_id, "notes")] == ["notes/readme.txt"]
-    assert client.get_experiment_by_name(experiment).experiment_id == stored.info.experiment_id
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None and found.experiment_id == stored.info.experiment_id
 
 
 def test_dagster_graphql_serves_the_code_location(stack):

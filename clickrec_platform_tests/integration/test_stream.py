@@ -77,9 +77,11 @@ def run_notebook(path, settings, monkeypatch) -> dict:
         if cell["cell_type"] != "code":
             continue
         body = ast.parse("".join(cell["source"]))
-        last = body.body.pop() if body.body and isinstance(body.body[-1], ast.Expr) else None
+        last = body.body[-1] if body.body else None
+        if isinstance(last, ast.Expr):
+            body.body.pop()
         exec(compile(body, path.name, "exec"), namespace)  # noqa: S102
-        if last is not None:  # what Jupyter would display: run it for real
+        if isinstance(last, ast.Expr):  # what Jupyter would display: run it for real
             shown = eval(compile(ast.Expression(last.value), path.name, "eval"), namespace)  # noqa: S307
             rows = shown.fetchall() if hasattr(shown, "fetchall") else shown
             assert len(rows) > 0, f"empty result in {path.name}: {ast.unparse(last)}"

@@ -7,6 +7,7 @@ import numpy as np
 
 from clickrec_platform.recommend.session.protocol import Sessions
 from clickrec_platform.recommend.session.rules import SequentialRules
+from clickrec_platform.recommend.session.tracking import LoadedSessionModel
 from clickrec_platform.recommend.session.training import SessionServable
 from clickrec_platform.serving.api.session_model import SessionModelHolder, current_session
 
@@ -21,23 +22,27 @@ def test_the_current_session_runs_back_from_the_newest_item_to_the_first_long_ga
     assert current_session([], [], 30) == ([], [])
 
 
-class _Loaded:
-    def __init__(self, servable, version):
-        self.servable, self.version, self.name, self.run_id = servable, version, "sr", "run"
+def _loaded(servable: SessionServable, version: str) -> LoadedSessionModel:
+    return LoadedSessionModel(servable, "sr", version, "run")
 
 
-def test_the_holder_answers_in_item_ids_and_caches_per_version_and_session():
+def test_the_holder_answers_in_item_ids_and_caches_per_version_and_session(monkeypatch):
     # Item indices 0..2 are ids 100, 200, 300; sequential rules: after 0 comes 1, after 1 comes 2.
     model = SequentialRules(steps=1).fit(Sessions.from_lists([[0, 1, 2], [0, 1, 2]]))
     servable = SessionServable(model, np.array([100, 200, 300]))
     holder = SessionModelHolder("unused", "unused", refresh_seconds=30)
     assert holder.recommend([100], [0], 5) is None  # nothing loaded: the caller falls back
 
-    holder.loaded = _Loaded(servable, "1")
+    holder.loaded = _loaded(servable, "1")
     assert holder.recommend([100], [0], 5) == [200]
     assert holder.recommend([100, 200], [0, 1], 5) == [300]
     calls = []
-    servable.recommend_ids = lambda *args: calls.append(args) or [(999, 1.0)]
+
+    def recommend_ids(*args) -> list[tuple[int, float]]:
+        calls.append(args)
+        return [(999, 1.0)]
+
+    monkeypatch.setattr(servable, "recommend_ids", recommend_ids)
     assert holder.recommend([100], [0], 5) == [200] and not calls  # cached
-    holder.loaded = _Loaded(servable, "2")
+    holder.loaded = _loaded(servable, "2")
     assert holder.recommend([100], [0], 5) == [999] and calls  # a new version is asked afresh

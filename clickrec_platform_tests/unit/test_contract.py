@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import orjson
 import pandas as pd
@@ -28,8 +30,8 @@ from clickrec_platform.events import (
 )
 
 
-def make_event(**changes: object) -> Event:
-    fields: dict[str, object] = {
+def make_event(**changes: Any) -> Event:
+    fields: dict[str, Any] = {
         "event_id": "3f2a",
         "ts": 1433221332117,
         "visitor_id": 257597,
@@ -253,7 +255,7 @@ def test_event_ids_are_deterministic_unique_and_agree_with_the_scalar_form() -> 
     assert all(len(one_id) == 32 and int(one_id, 16) >= 0 for one_id in ids)
 
 
-IDENTITY = {
+IDENTITY: dict[str, Any] = {
     "source": "retailrocket",
     "visitor_id": 257597,
     "ts": 1433221332117,
@@ -278,7 +280,7 @@ IDENTITY = {
     ],
     ids=lambda change: next(iter(change)),
 )
-def test_event_id_changes_with_every_part_of_the_identity(change: dict[str, object]) -> None:
+def test_event_id_changes_with_every_part_of_the_identity(change: dict[str, Any]) -> None:
     assert event_id(**IDENTITY) != event_id(**{**IDENTITY, **change})
 
 

@@ -226,5 +226,5 @@ def test_the_dashboard_is_a_service_of_the_stack_started_after_the_api(tmp_path)
     assert service.url == f"http://{settings.bind_host}:{settings.dashboard_port}"
     process = service.process()
     assert process.ports == [(settings.bind_host, settings.dashboard_port)]
-    assert process.argv[-1] == "dashboard" and process.cmdline_marker == "dashboard"
+    assert process.arguments()[-1] == "dashboard" and process.cmdline_marker == "dashboard"
     assert process.pid() is None

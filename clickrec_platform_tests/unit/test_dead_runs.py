@@ -21,7 +21,8 @@ def _started_run(instance: dg.DagsterInstance, tags: dict[str, str]) -> str:
     instance.add_run(run)
     instance.report_dagster_event(dg.DagsterEvent(event_type_value=dg.DagsterEventType.RUN_START.value,
                                                   job_name=run.job_name), run.run_id)
-    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+    started = instance.get_run_by_id(run.run_id)
+    assert started is not None and started.status == dg.DagsterRunStatus.STARTED
     return run.run_id
 
 
@@ -43,7 +44,8 @@ def test_a_started_run_whose_process_is_gone_is_failed_and_the_others_are_left_a
         finally:
             younger.kill()
             younger.wait()
-        status = {run_id: instance.get_run_by_id(run_id).status for run_id in (dead, alive, elsewhere, untagged, reused)}
+        runs = {run_id: instance.get_run_by_id(run_id) for run_id in (dead, alive, elsewhere, untagged, reused)}
+        status = {run_id: run.status if run else None for run_id, run in runs.items()}
         assert status == {dead: dg.DagsterRunStatus.FAILURE, alive: dg.DagsterRunStatus.STARTED,
                           elsewhere: dg.DagsterRunStatus.STARTED, untagged: dg.DagsterRunStatus.STARTED,
                           reused: dg.DagsterRunStatus.FAILURE}

@@ -16,6 +16,7 @@ import re
 import shlex
 import tomllib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -121,7 +122,7 @@ def api_exported_names() -> set[str]:
     """The series names the API exposes, from the metric definitions in its metrics module."""
     suffixes = {"Counter": ("_total",), "Histogram": ("_bucket", "_sum", "_count"), "Gauge": ("",),
                 "Summary": ("_sum", "_count"), "Info": ("_info",)}
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(API_METRICS_MODULE.read_text())):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in suffixes):
             continue
@@ -144,7 +145,8 @@ def producer_exported_names() -> set[str]:
     from clickrec_platform.producer.metrics import ProducerCollector
     from clickrec_platform.producer.pacing import RatePacer
 
-    sink = SimpleNamespace(deliveries=DeliveryTally(), failed_by_reason=Counter({"MSG_TIMED_OUT": 1}), in_flight=0)
+    # stands in for a KafkaEventSink
+    sink: Any = SimpleNamespace(deliveries=DeliveryTally(), failed_by_reason=Counter({"MSG_TIMED_OUT": 1}), in_flight=0)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ProducerCollector(sink, RatePacer(10), source_rejected=lambda: 1))
     return {line.split("{")[0].split(" ")[0] for line in generate_latest(registry).decode().splitlines()
@@ -182,8 +184,9 @@ def speed_exported_names() -> set[str]:
     from clickrec_platform.speed.metrics import SpeedMetrics
 
     metrics = SpeedMetrics()
-    metrics.record_batch(SimpleNamespace(valid=2, rejected=Counter(malformed_json=1), live=SimpleNamespace(inserted=2),
-                                         windows_refreshed=1, seconds=0.01))
+    batch: Any = SimpleNamespace(valid=2, rejected=Counter(malformed_json=1), live=SimpleNamespace(inserted=2),
+                                 windows_refreshed=1, seconds=0.01)  # what record_batch reads of a BatchApplied
+    metrics.record_batch(batch)
     metrics.record_lag({0: 0})
     metrics.record_problem("postgres")
     text = generate_latest(metrics.registry).decode()
@@ -244,7 +247,9 @@ def test_images_match_the_versions_the_code_is_locked_to(services):
     assert spark_tag.split("-")[0] == uv_lock_version("pyspark"), "Spark image vs pyspark in uv.lock"
     assert services["spark-worker"]["image"] == services["spark-master"]["image"]
     kafka_pom = (INFRA / "kafka" / "pom.xml").read_text()
-    kafka_version = re.search(r"<kafka.version>([^<]+)</kafka.version>", kafka_pom).group(1)
+    found = re.search(r"<kafka.version>([^<]+)</kafka.version>", kafka_pom)
+    assert found is not None
+    kafka_version = found.group(1)
     assert services["kafka"]["image"] == f"apache/kafka:{kafka_version}"
     assert services["postgres"]["image"].startswith("postgres:15")
 
@@ -299,11 +304,14 @@ def test_each_container_environment_parses_into_the_settings_it_needs(services, 
 
 def test_every_clickrec_command_a_container_runs_exists(services):
     """A container started with `clickrec X` would exit at once if the CLI had no command X."""
+    import typer.core
     import typer.main
 
     from clickrec_platform.cli import app
 
-    commands = set(typer.main.get_command(app).commands)
+    cli = typer.main.get_command(app)
+    assert isinstance(cli, typer.core.TyperGroup)
+    commands = set(cli.commands)
     for name, service in services.items():
         words = command_words(service)
         if words[:1] == ["clickrec"]:
@@ -318,11 +326,13 @@ def test_ports_match_the_settings_defaults(services, compose):
     assert int(platform_env.get("CLICKREC_API_PORT", defaults["api_port"])) == defaults["api_port"]
 
     webserver = command_words(services["dagster-webserver"])
-    assert int(option(webserver, "-p", "--port")) == defaults["dagster_port"]
+    webserver_port = option(webserver, "-p", "--port")
+    assert webserver_port is not None and int(webserver_port) == defaults["dagster_port"]
     assert defaults["dagster_port"] in container_ports(services["dagster-webserver"])
 
     mlflow = command_words(services["mlflow"])
-    assert int(option(mlflow, "--port", "-p")) == defaults["mlflow_port"]
+    mlflow_port = option(mlflow, "--port", "-p")
+    assert mlflow_port is not None and int(mlflow_port) == defaults["mlflow_port"]
     assert defaults["mlflow_port"] in container_ports(services["mlflow"])
     assert platform_env["MLFLOW_TRACKING_URI"].endswith(f":{defaults['mlflow_port']}")
 
@@ -331,11 +341,11 @@ def test_ports_match_the_settings_defaults(services, compose):
     # PostgreSQL listens on 5432 inside compose; published on the local stack's port.
     assert int(platform_env["CLICKREC_POSTGRES_PORT"]) in container_ports(services["postgres"])
     assert defaults["postgres_port"] in host_ports(services["postgres"])
-    assert "/mlflow" in resolve(environment(services["mlflow"])["MLFLOW_BACKEND_STORE_URI"])
+    assert "/mlflow" in resolve(environment(services["mlflow"])["MLFLOW_BACKEND_STORE_URI"] or "")
 
     # Clients use a listener the broker advertises, on the compose network.
     kafka = environment(services["kafka"])
-    advertised = kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    advertised = (kafka["KAFKA_ADVERTISED_LISTENERS"] or "").split(",")
     assert f"PLAINTEXT://{platform_env['KAFKA_BOOTSTRAP_SERVERS']}" in advertised
     assert f"1@kafka:{defaults['kafka_controller_port']}" == kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"]
     assert not any(listener.startswith("CONTROLLER:") for listener in advertised)
@@ -390,7 +400,9 @@ def test_mounted_files_and_volumes_exist(services, compose):
 
 def test_the_dockerfile_builds_the_locked_environment():
     text = DOCKERFILE.read_text()
-    python = re.search(r"ARG PYTHON_IMAGE=python:(\d+\.\d+)", text).group(1)
+    found = re.search(r"ARG PYTHON_IMAGE=python:(\d+\.\d+)", text)
+    assert found is not None
+    python = found.group(1)
     requires = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert f">={python}" in requires
     assert "uv sync --frozen" in text
@@ -419,7 +431,7 @@ def test_the_dagster_instance_for_containers_is_valid_and_matches_the_local_one(
     config, _ = dagster_instance_config(str(DAGSTER_DOCKER_INSTANCE.parent), DAGSTER_DOCKER_INSTANCE.name)
     storage = process_config(resolve_to_config_type(DagsterPostgresStorage.config_type()),
                              config["storage"]["postgres"])
-    assert storage.success, storage.errors
+    assert storage.success and storage.value is not None, storage.errors
     url = pg_url_from_config(storage.value)
     assert url.startswith("postgresql+psycopg2://") and "@postgres:5432/dagster" in url
 
@@ -428,7 +440,7 @@ def test_the_dagster_instance_for_containers_is_valid_and_matches_the_local_one(
     assert {k: v for k, v in docker.items() if k != "storage"} == local
 
     for name in ("dagster-webserver", "dagster-daemon"):
-        home = resolve(environment(services[name])["DAGSTER_HOME"])
+        home = resolve(environment(services[name])["DAGSTER_HOME"] or "")
         mounts = [str(v) for v in services[name]["volumes"]]
         assert f"./dagster/{DAGSTER_DOCKER_INSTANCE.name}:{home}/dagster.yaml:ro" in mounts
 

@@ -219,7 +219,8 @@ def test_catalogue_files_agree_with_the_ground_truth(
     assert set(truth["category_id"]) <= set(parent) - set(parent.values())  # items sit in leaves
 
     def depth(category: int) -> int:
-        return 0 if parent[category] is None else 1 + depth(parent[category])
+        up = parent[category]
+        return 0 if up is None else 1 + depth(up)
 
     assert max(map(depth, parent)) == CONFIG.category_levels - 1
 

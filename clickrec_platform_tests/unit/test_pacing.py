@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from clickrec_platform.events.batch import encode_batch
-from clickrec_platform.producer.pacing import FastPacer, RatePacer, ReplayPacer, due_slices
-from clickrec_platform.producer.run import produce_frames
+from clickrec_platform.producer.kafka_sink import KafkaEventSink
+from clickrec_platform.producer.pacing import FastPacer, Pacer, RatePacer, ReplayPacer, due_slices
+from clickrec_platform.producer.run import ProduceSummary, produce_frames
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events
 
 
@@ -31,10 +35,12 @@ class SimulatedClock:
 class RecordingSink:
     topic = "t"
     dead_letter_path = Path("/nonexistent")
+    delivery_timeout_s: float  # unset: produce_frames takes its default, unless a test sets it
 
     def __init__(self, clock: SimulatedClock) -> None:
-        self.clock, self.sent, self.accepted, self.failed_by_reason = clock, [], 0, Counter()
-        self.flushed = False
+        self.clock, self.accepted, self.failed_by_reason = clock, 0, Counter[str]()
+        self.sent: list[tuple[float, bytes]] = []
+        self.flushed: bool | float = False
 
     @property
     def failed(self) -> int:
@@ -49,6 +55,11 @@ class RecordingSink:
         return 0
 
     def close(self) -> None: ...
+
+
+def _produce(frames: Iterable[pd.DataFrame], sink: RecordingSink, pacer: Pacer, **options: Any) -> ProduceSummary:
+    """``produce_frames`` into the recording sink, which stands in for the Kafka one."""
+    return produce_frames(frames, cast(KafkaEventSink, sink), pacer, **options)
 
 
 def test_rate_pacer_spaces_events_evenly_across_batches():
@@ -98,8 +109,8 @@ def _frames(events=3_000):
 def test_replay_sends_every_event_no_earlier_than_its_due_time():
     frames, clock = _frames(), SimulatedClock()
     sink = RecordingSink(clock)
-    summary = produce_frames(frames, sink, ReplayPacer(speedup=86_400), progress=False, clock=clock,
-                             sleep=clock.sleep)
+    summary = _produce(frames, sink, ReplayPacer(speedup=86_400), progress=False, clock=clock,
+                       sleep=clock.sleep)
     ts = np.concatenate([f["ts"].to_numpy() for f in frames])
     assert summary.accepted == len(ts) and sink.flushed
     # Two days at 86,400x take two simulated seconds, give or take the last event's place in the day.
@@ -114,8 +125,8 @@ def test_replay_sends_every_event_no_earlier_than_its_due_time():
 def test_fast_mode_never_sleeps_and_limit_caps_the_count():
     clock = SimulatedClock()
     sink = RecordingSink(clock)
-    summary = produce_frames(_frames(), sink, FastPacer(), limit=1_234, progress=False, clock=clock,
-                             sleep=clock.sleep)
+    summary = _produce(_frames(), sink, FastPacer(), limit=1_234, progress=False, clock=clock,
+                       sleep=clock.sleep)
     assert summary.accepted == 1_234 == len(sink.sent)
     assert clock.now == 0.0
 
@@ -129,8 +140,8 @@ def test_a_stop_request_ends_the_run_and_still_flushes():
         if clock.now >= 1.0:
             stop.set()
 
-    summary = produce_frames(_frames(), sink, RatePacer(100), progress=False, clock=clock,
-                             sleep=sleep_then_stop, stop=stop)
+    summary = _produce(_frames(), sink, RatePacer(100), progress=False, clock=clock,
+                       sleep=sleep_then_stop, stop=stop)
     assert summary.stopped_early and sink.flushed
     assert 90 <= summary.accepted <= 110  # about one simulated second at 100 events/s
 
@@ -141,8 +152,8 @@ def test_the_final_flush_outlasts_the_delivery_timeout():
     clock = SimulatedClock()
     sink = RecordingSink(clock)
     sink.delivery_timeout_s = 120.0
-    produce_frames(_frames(), sink, FastPacer(), limit=10, progress=False, clock=clock, sleep=clock.sleep)
+    _produce(_frames(), sink, FastPacer(), limit=10, progress=False, clock=clock, sleep=clock.sleep)
     assert sink.flushed > 120.0
-    produce_frames(_frames(), sink, FastPacer(), limit=10, progress=False, clock=clock, sleep=clock.sleep,
-                   flush_timeout_s=3)
+    _produce(_frames(), sink, FastPacer(), limit=10, progress=False, clock=clock, sleep=clock.sleep,
+             flush_timeout_s=3)
     assert sink.flushed == 3

@@ -42,8 +42,14 @@ def test_a_server_away_and_a_deadlock_are_transient_errors_of_the_write_are_not(
 
 
 def test_an_outage_is_ridden_out_with_a_backoff_and_the_write_runs_once_it_is_back():
-    waits, writes = [], []
-    result = write_with_retry(Settings(), lambda conn: writes.append(conn) or "done", what="batch 1",
+    waits: list[float] = []
+    writes: list[object] = []
+
+    def write(conn) -> str:
+        writes.append(conn)
+        return "done"
+
+    result = write_with_retry(Settings(), write, what="batch 1",
                               connect=flaky([psycopg.OperationalError("refused")] * 5), sleep=waits.append)
     assert result == "done" and len(writes) == 1
     assert waits == [1.0, 2.0, 5.0, 10.0, 10.0]

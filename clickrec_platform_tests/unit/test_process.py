@@ -132,6 +132,7 @@ def test_a_leader_only_stop_signals_the_leader_and_kills_what_it_leaves(tmp_path
                          ready=lambda: child_file.exists() and child_pid.exists(), signal_leader_only=True)
     assert job.start(timeout_s=20)
     leader_pid, orphan = job.pid(), int(child_pid.read_text())
+    assert leader_pid is not None
     assert job.stop(timeout_s=10)
     assert not pid_alive(leader_pid) and not pid_alive(orphan)
     assert child_file.read_text() == "child up"  # never signalled: killed once the leader had gone

@@ -12,6 +12,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -51,7 +52,7 @@ def test_every_alert_rule_is_tested_firing_and_not_firing():
     assert (firing | quiet) - rules == set(), "cases for rules that do not exist"
 
 
-def settings_for(tmp_path: Path, **ports: int | None) -> Settings:
+def settings_for(tmp_path: Path, **ports: Any) -> Settings:  # ports: int | None, as Settings takes them
     return Settings(home=tmp_path, managed_services=["prometheus"], prometheus_scrape_interval_s=1, **ports)
 
 
@@ -95,6 +96,7 @@ def test_the_managed_service_scrapes_its_targets_and_status_shows_their_health(t
     s = settings_for(tmp_path, prometheus_port=free_port(), api_port=api.server_address[1],
                      producer_metrics_port=free_port(), stream_metrics_port=None, speed_metrics_port=free_port())
     (service,) = services(s, ["prometheus"])
+    assert isinstance(service, PrometheusService)
     try:
         assert service.start() is True
         deadline = time.monotonic() + 60

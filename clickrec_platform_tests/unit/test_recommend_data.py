@@ -62,7 +62,7 @@ SPLITS = splits_frame(
 
 
 def test_splits_are_chronological_by_event_count_and_weights_add_up():
-    rows = [(day, 1, "view", 100 + day) for day in range(20)]
+    rows: list[tuple[int, int, str, int | None]] = [(day, 1, "view", 100 + day) for day in range(20)]
     rows += [(3, 1, "addtocart", 103), (3, 1, "transaction", 103), (4, 2, "search", None), (4, 2, "like", 5)]
     splits = splits_from_events(events_frame(rows))
 
@@ -169,7 +169,7 @@ def test_item_metadata_widens_the_catalogue_and_records_categories():
     data = InteractionData.from_splits(SPLITS, items=items)
 
     assert data.item_ids.tolist() == [10, 11, 12, 50]
-    assert data.item_categories.tolist() == [7, 7, 8, 9]
+    assert data.item_categories is not None and data.item_categories.tolist() == [7, 7, 8, 9]
     assert data.user_items.shape == (2, 4)
 
 

@@ -79,6 +79,7 @@ def test_fits_side_by_side_give_the_single_thread_scores(splits, tmp_path, no_tr
     for a, b in zip(one, two, strict=True):
         assert a.name == b.name and a.model.params == b.model.params
         for mine, theirs in ((a.evaluation, b.evaluation), (a.test_evaluation, b.test_evaluation)):
+            assert mine is not None and theirs is not None
             assert mine.flat("x").keys() == theirs.flat("x").keys()
             assert all(np.array_equal(mine.per_user[m], theirs.per_user[m]) for m in mine.per_user)
             assert {k: v for k, v in mine.flat("x").items() if "seconds" not in k} == \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pandas as pd
@@ -24,12 +25,12 @@ def ledger(tmp_path: Path) -> Iterator[RejectLedger]:
 
 
 def read_all_events(
-    ledger: RejectLedger, path: Path = FIXTURES / "events.csv", **options: object
+    ledger: RejectLedger, path: Path = FIXTURES / "events.csv", **options: Any
 ) -> pd.DataFrame:
     return pd.concat(read_events(path, ledger, **options), ignore_index=True)
 
 
-def rejected_rows(ledger: RejectLedger) -> list[dict[str, object]]:
+def rejected_rows(ledger: RejectLedger) -> list[dict[str, Any]]:
     ledger.close()
     return [orjson.loads(line) for line in ledger.rejects_path.read_bytes().splitlines()]
 

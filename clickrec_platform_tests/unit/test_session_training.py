@@ -66,7 +66,7 @@ def test_the_table_checks_pass_on_the_protocol_and_catch_an_unknown_test_item(da
 
 
 def test_candidates_are_searched_on_validation_and_scored_once_on_test(data):
-    messages = []
+    messages: list[str] = []
     candidates = train_session_candidates(
         data, ["popularity", "sknn", ("vsknn", {"k": "200", "sample_size": "500"})],
         grids={"sknn": {"k": [20, 50]}, "vsknn": {"k": [1, 2]}}, progress=messages.append)

@@ -66,14 +66,15 @@ def test_local_password_is_generated_once_and_read_back(clean_env, tmp_path):
     assert len(first) >= 24
     assert (tmp_path / "state" / "postgres.password").stat().st_mode & 0o077 == 0
     again = Settings(home=tmp_path)
-    assert again.postgres_password.get_secret_value() == first
+    assert again.postgres_password is not None and again.postgres_password.get_secret_value() == first
     assert again.ensure_local_password() == first
 
 
 def test_explicit_password_wins_over_the_generated_one(clean_env, tmp_path):
     Settings(home=tmp_path).ensure_local_password()
     clean_env.setenv("CLICKREC_POSTGRES_PASSWORD", "from-env")
-    assert Settings(home=tmp_path).postgres_password.get_secret_value() == "from-env"
+    password = Settings(home=tmp_path).postgres_password
+    assert password is not None and password.get_secret_value() == "from-env"
 
 
 def test_as_environment_round_trips_through_a_child_processs_settings(clean_env, tmp_path):

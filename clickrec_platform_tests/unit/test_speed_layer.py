@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pyarrow as pa
+from confluent_kafka import Message
 
 from clickrec_platform.events.codec import encode
 from clickrec_platform.events.contract import Event
@@ -44,7 +46,7 @@ def test_a_batch_keeps_valid_events_as_arrow_and_counts_the_rest_per_partition_a
     messages = [FakeMessage(0, 10, view("a", 1, 5, at(1))), FakeMessage(1, 3, b"not json"),
                 FakeMessage(0, 11, view("b", 2, None, at(2), event="search")), FakeMessage(1, 4, None),
                 FakeMessage(1, 5, view("c", 3, 7, at(3))), FakeMessage(0, 12, view("d", 4, None, at(4)))]
-    batch = decode_batch(messages)
+    batch = decode_batch(cast("list[Message]", messages))
     assert batch.events.column_names == ["event_id", "ts", "visitor_id", "event", "item_id", "session_id", "source"]
     assert batch.events.column("event_id").to_pylist() == ["a", "b", "c"]
     assert batch.events.column("ts").to_pylist() == [at(1), at(2), at(3)]
@@ -57,7 +59,7 @@ def test_a_batch_keeps_valid_events_as_arrow_and_counts_the_rest_per_partition_a
 
 
 def test_a_batch_of_only_bad_records_has_an_empty_table_of_the_right_shape():
-    batch = decode_batch([FakeMessage(2, 0, b"[1]")])
+    batch = decode_batch(cast("list[Message]", [FakeMessage(2, 0, b"[1]")]))
     assert batch.events.num_rows == 0 and batch.events.schema.field("ts").type == pa.timestamp("ms", tz="UTC")
     assert dict(batch.rejected) == {"not_object": 1} and batch.next_offsets == {2: 1}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import cast
 
 import pytest
 import yaml
@@ -11,6 +12,7 @@ import yaml
 from clickrec_platform.settings import Settings
 from clickrec_platform.stack import services
 from clickrec_platform.stack.dagster_server import write_workspace
+from clickrec_platform.stack.kafka import KafkaNodeService, KafkaService
 from clickrec_platform.stack.postgres import PostgresService
 from clickrec_platform.stack.process import ServiceError
 
@@ -65,16 +67,16 @@ def test_live_traffic_starts_only_on_request_and_down_and_status_cover_it(fresh)
 def test_the_live_producer_runs_the_demo_world_live_with_its_metrics(fresh):
     settings = fresh.model_copy(update={"demo_events": 20_000, "demo_live_rate": 7.5, "producer_metrics_port": 9999})
     producer, stream = services(settings, ["live-producer", "stream"])[::-1]
-    argv = list(producer.process().argv)
+    argv = producer.process().arguments()
     assert argv[1:] == ["produce", "--source", "synthetic", "--mode", "live", "--rate", "7.5", "--events", "20000",
                         "--days", "30", "--no-progress", "--metrics", "--metrics-port", "9999"]
     assert producer.url == "http://127.0.0.1:9999/metrics"
-    assert list(stream.process().argv)[1:] == ["stream"]
+    assert stream.process().arguments()[1:] == ["stream"]
 
 
 def test_the_speed_layer_serves_its_metrics_on_the_configured_port(fresh):
     speed, = services(fresh.model_copy(update={"speed_metrics_port": 9998}), ["speed-layer"])
-    assert list(speed.process().argv)[1:] == ["speed", "--metrics-port", "9998"]
+    assert speed.process().arguments()[1:] == ["speed", "--metrics-port", "9998"]
     assert speed.url == "http://127.0.0.1:9998/metrics"
     assert speed.managed and speed.on_request
     assert not speed.health().ok  # not running
@@ -105,7 +107,7 @@ def test_the_cluster_topology_runs_three_kafka_nodes_in_place_of_the_single_brok
     assert cluster == [local[0], "kafka-1", "kafka-2", "kafka-3", "s3proxy", "spark-master", "spark-worker-1",
                        "spark-worker-2", *local[2:]]
     assert [s.name for s in services(cluster_settings, ["spark"])] == ["spark-master", "spark-worker-1", "spark-worker-2"]
-    nodes = services(cluster_settings, ["kafka"])  # the family names its members
+    nodes = cast(list[KafkaNodeService], services(cluster_settings, ["kafka"]))  # the family names its members
     assert [n.name for n in nodes] == ["kafka-1", "kafka-2", "kafka-3"] and all(n.managed for n in nodes)
     assert services(cluster_settings.model_copy(update={"managed_services": ["postgres"]}), ["kafka-2"])[0].managed is False
 
@@ -127,6 +129,7 @@ def test_the_cluster_topology_runs_three_kafka_nodes_in_place_of_the_single_brok
 
     # The local topology's broker is as it was: one voter, internal topics of one replica.
     (single,) = services(fresh, ["kafka"])
+    assert isinstance(single, KafkaService)
     assert single.server_properties()["controller.quorum.voters"] == "1@127.0.0.1:9093"
     assert single.server_properties()["offsets.topic.replication.factor"] == "1"
     assert "min.insync.replicas" not in single.server_properties()

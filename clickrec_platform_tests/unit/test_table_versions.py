@@ -119,7 +119,7 @@ def test_a_commit_landing_while_history_is_read_is_not_misnumbered(tmp_path: Pat
     _append(table, ["2015-05-04"])
     _append(table, ["2015-05-04"])
     history = DeltaTable.history
-    landed = []
+    landed: list[object] = []
 
     def history_while_compacting(self, limit=None):
         if not landed:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import SecretStr
 
 from clickrec_platform.lake import duck
@@ -28,8 +30,10 @@ def test_the_cluster_topology_fills_only_what_is_left_unset(tmp_path):
 def test_the_local_object_store_secret_is_generated_once_and_read_back(tmp_path):
     generated = Settings(home=tmp_path, topology="cluster").ensure_local_s3_secret()
     assert len(generated) >= 24 and (tmp_path / "state" / "s3proxy.secret").stat().st_mode & 0o777 == 0o600
-    assert Settings(home=tmp_path, topology="cluster").s3_secret_key.get_secret_value() == generated
-    assert Settings(home=tmp_path, topology="cluster", s3_secret_key="given").s3_secret_key.get_secret_value() == "given"
+    read_back = Settings(home=tmp_path, topology="cluster").s3_secret_key
+    assert read_back is not None and read_back.get_secret_value() == generated
+    given = Settings(home=tmp_path, topology="cluster", s3_secret_key="given").s3_secret_key
+    assert given is not None and given.get_secret_value() == "given"
 
 
 def test_spark_gets_s3a_settings_only_for_an_object_store_lake(tmp_path):
@@ -65,8 +69,9 @@ def test_dagster_resources_carry_the_topology_they_were_configured_for(tmp_path,
     monkeypatch.delenv("CLICKREC_TOPOLOGY", raising=False)
     get_settings.cache_clear()
     try:
-        cluster = platform_resources(Settings(home=tmp_path, topology="cluster", postgres_port=6543))
-        local = platform_resources(get_settings())
+        # Read by their fields: typed as any ConfigurableResource
+        cluster: dict[str, Any] = platform_resources(Settings(home=tmp_path, topology="cluster", postgres_port=6543))
+        local: dict[str, Any] = platform_resources(get_settings())
         # Configuration as fields (what Dagster's UI shows, what run config may override) …
         assert (cluster["lake"].root, cluster["lake"].s3_endpoint) == ("s3a://clickrec-lake/lake", "http://127.0.0.1:9000")
         assert (cluster["spark"].master, cluster["spark"].lake.root) == ("spark://127.0.0.1:7077", cluster["lake"].root)
@@ -81,7 +86,7 @@ def test_dagster_resources_carry_the_topology_they_were_configured_for(tmp_path,
         # MLflow's server and names laid over the lake's settings, as the training assets read them.
         elsewhere = Settings(home=tmp_path, mlflow_tracking_uri="http://mlflow.example:5000",
                              registered_model_name="other", mlflow_experiment="exp")
-        mlflow = platform_resources(elsewhere)["mlflow"]
+        mlflow: Any = platform_resources(elsewhere)["mlflow"]
         assert (mlflow.tracking_uri, mlflow.registered_model, mlflow.experiment) == (
             "http://mlflow.example:5000", "other", "exp")
         merged = mlflow.over(cluster["lake"].settings())
