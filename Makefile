@@ -13,9 +13,8 @@ PYTEST_ARGS ?=
 demo: setup
 	$(CLICKREC) demo
 
-## make test: the linter, then the whole test suite against the real local services
-test: setup
-	$(VENV)/bin/ruff check .
+## make test: the linters (make lint), then the whole test suite against the real local services
+test: lint setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 ## make setup: Python environment (locked), Debian packages, Kafka and Spark jars
@@ -38,8 +37,10 @@ down:
 status:
 	$(CLICKREC) status
 
+## make lint: ruff, then mypy (its configuration: [tool.mypy] in pyproject.toml)
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean-data:
 	$(CLICKREC) down
