@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -28,3 +30,13 @@ def duplicate_keys(frame: DataFrame, keys: Sequence[str]) -> int:
     row = frame.groupBy(*keys).count().where(F.col("count") > 1).agg(F.sum(F.col("count") - 1)).first()
     assert row is not None  # an aggregate without grouping has one row
     return int(row[0] or 0)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One check's outcome, decided from measurements by a pure function: its name, whether it passed, and
+    what was measured (shown with the check in the Dagster UI and in alerts)."""
+
+    name: str
+    passed: bool
+    measured: Mapping[str, Any] = field(default_factory=dict)

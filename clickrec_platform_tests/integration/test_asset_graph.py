@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from clickrec_platform import orchestration
 from clickrec_platform.lake.silver import load_events_into_silver
-from clickrec_platform.lake.tables import GOLD_INTERACTIONS, SILVER_EVENTS
+from clickrec_platform.lake.tables import GOLD_INTERACTIONS, GOLD_TRAINING_SPLITS, SILVER_EVENTS
 from clickrec_platform.orchestration import PartitionRange
 from clickrec_platform.run_lock import graph_run_lock
 from clickrec_platform.settings import Settings
@@ -220,3 +220,30 @@ def test_observing_silver_records_its_delta_version_rows_and_freshness(spark, la
     assert observation.metadata["row_count"].value == rows
     (fresh,) = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert fresh.passed  # just loaded
+
+
+def test_a_check_reruns_alone_on_the_table_in_the_lake(spark, lake):
+    """An asset check is its own step: re-run without its asset (as from the UI), it reads the table the
+    graph left and judges it; after a corrupting write it fails, with what it measured."""
+    leakage = dg.AssetCheckKey(dg.AssetKey(["delta", "gold", "training_splits"]), "no_time_leakage")
+    job = orchestration.definitions_for(lake).resolve_job_def("training_graph").get_subset(
+        asset_selection=set(), asset_check_selection={leakage})
+
+    def rerun() -> dg.ExecuteInProcessResult:
+        return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+    result = rerun()
+    assert not [e for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
+    assert _checks(result) == {("delta/gold/training_splits", "no_time_leakage"): True}
+
+    path = GOLD_TRAINING_SPLITS.path(lake)
+    version = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").agg(F.max("version")).first()[0]
+    late = spark.read.format("delta").load(path).where(F.col("split") == "train").limit(1) \
+        .withColumn("last_ts", F.col("split_end") + F.expr("INTERVAL 1 DAY"))
+    late.write.format("delta").mode("append").save(path)
+    try:
+        (evaluation,) = [e.asset_check_evaluation_data for e in rerun().all_events
+                         if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        assert not evaluation.passed and evaluation.metadata["rows_outside_their_split"].value == 1
+    finally:  # the module's lake as the graph left it, for the tests after this one
+        spark.sql(f"RESTORE TABLE delta.`{path}` TO VERSION AS OF {version}")
