@@ -14,6 +14,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from clickrec_platform.lake.quality import Verdict
 from clickrec_platform.recommend.candidates import build_model
 from clickrec_platform.recommend.data import InteractionData
 from clickrec_platform.recommend.models import ItemKNN, Recommender
@@ -97,3 +98,23 @@ def _ranked(keys: np.ndarray, item_index: np.ndarray, scores: np.ndarray, item_i
         "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n)[valid.ravel()],
         "score": scores[valid].astype(np.float64),
     })
+
+
+def judge_serving_tables(recommendations: pd.DataFrame, similar: pd.DataFrame, popular: pd.DataFrame
+                         ) -> dict[str, Verdict]:
+    """Each output table's ``well_formed`` verdict, by table name."""
+    bad = {"duplicate_ranks": int(recommendations.duplicated(["visitor_id", "rank"]).sum()),
+           "duplicate_items": int(recommendations.duplicated(["visitor_id", "item_id"]).sum()),
+           "ranks_below_1": int((recommendations["rank"] < 1).sum()),
+           "missing_version": int(recommendations["model_version"].isna().sum())}
+    similar_bad = {"duplicate_ranks": int(similar.duplicated(["item_id", "rank"]).sum()),
+                   "self_similar": int((similar["item_id"] == similar["similar_item_id"]).sum())}
+    duplicates = int(popular.duplicated(["scope", "category_id", "rank"]).sum())
+    overall = int((popular["scope"] == "overall").sum())
+    return {
+        "user_recommendations": Verdict("well_formed", not any(bad.values()) and len(recommendations) > 0,
+                                        {**bad, "visitors": int(recommendations["visitor_id"].nunique())}),
+        "similar_items": Verdict("well_formed", not any(similar_bad.values()), similar_bad),
+        "popular_items": Verdict("well_formed", duplicates == 0 and overall > 0,
+                                 {"duplicate_ranks": duplicates, "overall_rows": overall}),
+    }

@@ -140,15 +140,6 @@ def models(context: dg.AssetExecutionContext, lake: LakeResource, mlflow: Mlflow
                      description="Most popular items of the last CLICKREC_POPULAR_WINDOW_DAYS, overall and per "
                                  "category."),
     ],
-    check_specs=[
-        checks.spec(USER_RECOMMENDATIONS_KEY, "well_formed",
-                    "Unique (visitor, rank) and (visitor, item); ranks from 1; every row has its model version.",
-                    blocking=True),
-        checks.spec(SIMILAR_ITEMS_KEY, "well_formed", "Unique (item, rank); no item similar to itself.",
-                    blocking=True),
-        checks.spec(POPULAR_ITEMS_KEY, "well_formed", "Unique (scope, category, rank) and a non-empty overall list.",
-                    blocking=True),
-    ],
 )
 def recommendation_tables(context: dg.AssetExecutionContext, spark: SparkResource, lake: LakeResource,
                           mlflow: MlflowResource):
@@ -176,22 +167,3 @@ def recommendation_tables(context: dg.AssetExecutionContext, spark: SparkResourc
             "model": f"{champion.name} v{champion.version}", "run_id": champion.run_id,
             "preview": dg.MetadataValue.md(frame.head(10).to_markdown(index=False))})
 
-    recs = tables["user_recommendations"]
-    bad = {"duplicate_ranks": int(recs.duplicated(["visitor_id", "rank"]).sum()),
-           "duplicate_items": int(recs.duplicated(["visitor_id", "item_id"]).sum()),
-           "ranks_below_1": int((recs["rank"] < 1).sum()),
-           "missing_version": int(recs["model_version"].isna().sum())}
-    yield dg.AssetCheckResult(asset_key=USER_RECOMMENDATIONS_KEY, check_name="well_formed",
-                              passed=not any(bad.values()) and len(recs) > 0,
-                              metadata={**bad, "visitors": int(recs["visitor_id"].nunique())})
-    similar = tables["similar_items"]
-    bad = {"duplicate_ranks": int(similar.duplicated(["item_id", "rank"]).sum()),
-           "self_similar": int((similar["item_id"] == similar["similar_item_id"]).sum())}
-    yield dg.AssetCheckResult(asset_key=SIMILAR_ITEMS_KEY, check_name="well_formed",
-                              passed=not any(bad.values()), metadata=bad)
-    popular = tables["popular_items"]
-    duplicates = int(popular.duplicated(["scope", "category_id", "rank"]).sum())
-    overall = int((popular["scope"] == "overall").sum())
-    yield dg.AssetCheckResult(asset_key=POPULAR_ITEMS_KEY, check_name="well_formed",
-                              passed=duplicates == 0 and overall > 0,
-                              metadata={"duplicate_ranks": duplicates, "overall_rows": overall})

@@ -15,6 +15,7 @@ from dataclasses import fields
 import numpy as np
 import pandas as pd
 
+from clickrec_platform.lake.quality import Verdict
 from clickrec_platform.recommend.session.protocol import SessionData, SessionProtocol, Sessions
 
 COLUMNS = ("session_key", "position", "visitor_id", "ts", "item_id", "split", "evaluated", "test_from_ms",
@@ -109,3 +110,12 @@ def unknown_items(frame: pd.DataFrame) -> dict[str, int]:
 def protocol_fields(protocol: SessionProtocol) -> dict[str, str]:
     """The protocol as run metadata/parameters."""
     return {f"protocol_{field.name}": str(getattr(protocol, field.name)) for field in fields(protocol)}
+
+
+def judge_sessions(frame: pd.DataFrame, protocol: SessionProtocol) -> list[Verdict]:
+    """The sessions table's checks: every split holds sessions, and no evaluated item is unknown to what
+    predicts it."""
+    passed, counts = session_counts(session_data_from_frame(frame, protocol))
+    unknown = unknown_items(frame)
+    return [Verdict("session_counts", passed, counts),
+            Verdict("no_unknown_test_items", not any(unknown.values()), unknown)]
