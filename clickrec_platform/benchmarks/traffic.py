@@ -26,7 +26,7 @@ from psycopg import sql
 
 from clickrec_platform.benchmarks.live_path import send_probe
 from clickrec_platform.settings import PROJECT_ROOT, Settings
-from clickrec_platform.stack.live_traffic import SpeedLayerService, StreamJobService
+from clickrec_platform.stack import service
 from clickrec_platform.stack.process import ManagedProcess
 from clickrec_platform.stack.scratch import ISOLATED_FIELDS
 
@@ -144,7 +144,7 @@ def live_traffic(scratch: Settings, rate: float, minutes: float, run_dir: Path,
     namespace; yields once the stream job committed its first ingest batch; stops them all afterwards."""
     scratch = scratch.model_copy(update={"stream_metrics_port": _free_port(), "speed_metrics_port": _free_port()})
     env = scratch.as_environment(*ISOLATED_FIELDS, "stream_metrics_port", "speed_metrics_port")
-    stream_service, speed_service = StreamJobService(scratch), SpeedLayerService(scratch)  # their commands
+    stream_service, speed_service = service(scratch, "stream"), service(scratch, "speed-layer")  # their commands
     stream, speed = stream_service.launch_process(), speed_service.launch_process()
     processes = {
         "speed layer": _process("speed", speed.arguments(), run_dir, env, nice=speed.nice,

@@ -12,15 +12,14 @@ every workspace refresh (each minute), importing the whole project each time: a 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import httpx
 import yaml
 
 from clickrec_platform.settings import PROJECT_ROOT, Settings
-from clickrec_platform.stack.process import ManagedProcess, port_in_use
-from clickrec_platform.stack.service import Health, LocalService
+from clickrec_platform.stack.process import port_in_use
+from clickrec_platform.stack.service import Health, ServiceSpec, executable
 
 MODULE_NAME = "clickrec_platform.definitions"
 LOCATION_NAME = "clickrec_platform"
@@ -72,124 +71,86 @@ def write_workspace(settings: Settings) -> Path:
     return target
 
 
-class _DagsterProcess(LocalService):
-    def _env(self) -> dict[str, str]:
-        return {"DAGSTER_HOME": str(self.settings.dagster_home_dir),
-                # Code servers import the project: keep them from competing for the 2 cores' BLAS.
-                "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
-
-    def _bin(self, name: str) -> str:
-        return str(Path(sys.executable).with_name(name))
-
-    def prepare(self) -> None:
-        write_instance_config(self.settings)
-        write_workspace(self.settings)
-
-    @property
-    def workspace(self) -> str:
-        return str(self.settings.dagster_home_dir / "workspace.yaml")
+def _environment(s: Settings) -> dict[str, str]:
+    return {"DAGSTER_HOME": str(s.dagster_home_dir),
+            # Code servers import the project: keep them from competing for the 2 cores' BLAS.
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
 
 
-class DagsterCodeServerService(_DagsterProcess):
-    """`dagster code-server start`: loads the definitions module once, answers the webserver's and the daemon's
-    queries (sensor and schedule ticks included), and launches each run as a process of its own (children
-    of this one, at its niceness). The UI's "Reload" reloads the code in place."""
-
-    name = "dagster-code-server"
-
-    @property
-    def url(self) -> str:
-        return f"grpc://{self.settings.bind_host}:{self.settings.dagster_code_server_port}"
-
-    def process(self) -> ManagedProcess:
-        s = self.settings
-        return ManagedProcess(
-            name=self.name,
-            argv=[self._bin("dagster"), "code-server", "start", "-h", s.bind_host,
-                  "-p", str(s.dagster_code_server_port), "-m", MODULE_NAME, "--location-name", LOCATION_NAME,
-                  "--use-python-environment-entry-point", "--log-level", "warning"],
-            env=self._env, cwd=PROJECT_ROOT, state_dir=s.state_dir,
-            ready=lambda: self.health().ok, ports=[(s.bind_host, s.dagster_code_server_port)],
-            cmdline_marker="code-server",
-        )
-
-    def health(self) -> Health:
-        """Serving, with the definitions loaded (it answers with the location's repositories)."""
-        from dagster._grpc.client import DagsterGrpcClient
-        from dagster._serdes import deserialize_value
-        from dagster._utils.error import SerializableErrorInfo
-
-        host, port = self.settings.bind_host, self.settings.dagster_code_server_port
-        if not port_in_use(host, port):  # before gRPC, whose client reports a refused connection on stderr
-            return Health(False, f"nothing listens on {host}:{port}")
-        client = DagsterGrpcClient(port=port, host=host)
-        try:
-            status = client.health_check_query()
-            if status != "SERVING":
-                return Health(False, f"gRPC health: {status}")
-            loaded = deserialize_value(client.list_repositories())
-        except Exception as exc:  # noqa: BLE001
-            return Health(False, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}")
-        if isinstance(loaded, SerializableErrorInfo):
-            return Health(False, f"definitions failed to load: {loaded.message.strip()[:160]}")
-        return Health(True, f"serving {MODULE_NAME}")
+def _prepare(s: Settings) -> None:
+    write_instance_config(s)
+    write_workspace(s)
 
 
-class DagsterWebserverService(_DagsterProcess):
-    name = "dagster-webserver"
-
-    @property
-    def url(self) -> str:
-        return self.settings.dagster_url
-
-    def process(self) -> ManagedProcess:
-        s = self.settings
-        return ManagedProcess(
-            name=self.name,
-            argv=[self._bin("dagster-webserver"), "-h", s.bind_host, "-p", str(s.dagster_port),
-                  "-w", self.workspace],
-            env=self._env, cwd=PROJECT_ROOT, state_dir=s.state_dir,
-            ready=lambda: self.health().ok, ports=[(s.bind_host, s.dagster_port)],
-            cmdline_marker="dagster-webserver",
-        )
-
-    def health(self) -> Health:
-        try:
-            entries = graphql(self.settings, LOCATIONS_QUERY)["workspaceOrError"]["locationEntries"]
-        except Exception as exc:  # noqa: BLE001
-            return Health(False, f"{type(exc).__name__}: {str(exc)[:160]}")
-        loaded = [e for e in entries if e["loadStatus"] == "LOADED"]
-        errors = [e["name"] for e in entries
-                  if (e["locationOrLoadError"] or {}).get("__typename") == "PythonError"]
-        ok = bool(entries) and len(loaded) == len(entries) and not errors
-        return Health(ok, f"{len(loaded)}/{len(entries)} code location(s) loaded"
-                          + (f", errors in {errors}" if errors else ""))
+def _workspace(s: Settings) -> str:
+    return str(s.dagster_home_dir / "workspace.yaml")
 
 
-class DagsterDaemonService(_DagsterProcess):
-    name = "dagster-daemon"
+def _code_server_health(s: Settings) -> Health:
+    """Serving, with the definitions loaded (it answers with the location's repositories)."""
+    from dagster._grpc.client import DagsterGrpcClient
+    from dagster._serdes import deserialize_value
+    from dagster._utils.error import SerializableErrorInfo
 
-    @property
-    def url(self) -> str:
-        return f"{self.settings.dagster_url}/health"
+    host, port = s.bind_host, s.dagster_code_server_port
+    if not port_in_use(host, port):  # before gRPC, whose client reports a refused connection on stderr
+        return Health(False, f"nothing listens on {host}:{port}")
+    client = DagsterGrpcClient(port=port, host=host)
+    try:
+        status = client.health_check_query()
+        if status != "SERVING":
+            return Health(False, f"gRPC health: {status}")
+        loaded = deserialize_value(client.list_repositories())
+    except Exception as exc:  # noqa: BLE001
+        return Health(False, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}")
+    if isinstance(loaded, SerializableErrorInfo):
+        return Health(False, f"definitions failed to load: {loaded.message.strip()[:160]}")
+    return Health(True, f"serving {MODULE_NAME}")
 
-    def process(self) -> ManagedProcess:
-        s = self.settings
-        return ManagedProcess(
-            name=self.name, argv=[self._bin("dagster-daemon"), "run", "-w", self.workspace],
-            env=self._env, cwd=PROJECT_ROOT, state_dir=s.state_dir,
-            ready=lambda: self.health().ok, cmdline_marker="dagster-daemon",
-        )
 
-    def health(self) -> Health:
-        """Healthy when every required daemon has sent a recent heartbeat (seen through the webserver)."""
-        try:
-            statuses = graphql(self.settings, DAEMON_HEALTH_QUERY)["instance"]["daemonHealth"][
-                "allDaemonStatuses"]
-        except Exception as exc:  # noqa: BLE001
-            return Health(False, f"{type(exc).__name__}: {str(exc)[:160]}")
-        required = [d for d in statuses if d["required"]]
-        unhealthy = [d["daemonType"] for d in required if not d["healthy"]]
-        return Health(bool(required) and not unhealthy,
-                      f"{len(required) - len(unhealthy)}/{len(required)} daemons healthy"
-                      + (f", waiting for {unhealthy}" if unhealthy else ""))
+def _webserver_health(s: Settings) -> Health:
+    try:
+        entries = graphql(s, LOCATIONS_QUERY)["workspaceOrError"]["locationEntries"]
+    except Exception as exc:  # noqa: BLE001
+        return Health(False, f"{type(exc).__name__}: {str(exc)[:160]}")
+    loaded = [e for e in entries if e["loadStatus"] == "LOADED"]
+    errors = [e["name"] for e in entries if (e["locationOrLoadError"] or {}).get("__typename") == "PythonError"]
+    ok = bool(entries) and len(loaded) == len(entries) and not errors
+    return Health(ok, f"{len(loaded)}/{len(entries)} code location(s) loaded"
+                      + (f", errors in {errors}" if errors else ""))
+
+
+def _daemon_health(s: Settings) -> Health:
+    """Healthy when every required daemon has sent a recent heartbeat (seen through the webserver)."""
+    try:
+        statuses = graphql(s, DAEMON_HEALTH_QUERY)["instance"]["daemonHealth"]["allDaemonStatuses"]
+    except Exception as exc:  # noqa: BLE001
+        return Health(False, f"{type(exc).__name__}: {str(exc)[:160]}")
+    required = [d for d in statuses if d["required"]]
+    unhealthy = [d["daemonType"] for d in required if not d["healthy"]]
+    return Health(bool(required) and not unhealthy,
+                  f"{len(required) - len(unhealthy)}/{len(required)} daemons healthy"
+                  + (f", waiting for {unhealthy}" if unhealthy else ""))
+
+
+# `dagster code-server start`: loads the definitions module once, answers the webserver's and the daemon's
+# queries (sensor and schedule ticks included), and launches each run as a process of its own (children of
+# this one, at its niceness). The UI's "Reload" reloads the code in place.
+DAGSTER_CODE_SERVER = ServiceSpec(
+    name="dagster-code-server",
+    command=lambda s: [executable("dagster"), "code-server", "start", "-h", s.bind_host,
+                       "-p", str(s.dagster_code_server_port), "-m", MODULE_NAME, "--location-name", LOCATION_NAME,
+                       "--use-python-environment-entry-point", "--log-level", "warning"],
+    probe=_code_server_health, url=lambda s: f"grpc://{s.bind_host}:{s.dagster_code_server_port}",
+    port=lambda s: s.dagster_code_server_port, marker="code-server", env=_environment, cwd=PROJECT_ROOT,
+    prepare=_prepare)
+DAGSTER_WEBSERVER = ServiceSpec(
+    name="dagster-webserver",
+    command=lambda s: [executable("dagster-webserver"), "-h", s.bind_host, "-p", str(s.dagster_port),
+                       "-w", _workspace(s)],
+    probe=_webserver_health, url=lambda s: s.dagster_url, port=lambda s: s.dagster_port,
+    marker="dagster-webserver", env=_environment, cwd=PROJECT_ROOT, prepare=_prepare)
+DAGSTER_DAEMON = ServiceSpec(
+    name="dagster-daemon", command=lambda s: [executable("dagster-daemon"), "run", "-w", _workspace(s)],
+    probe=_daemon_health, url=lambda s: f"{s.dagster_url}/health", marker="dagster-daemon", env=_environment,
+    cwd=PROJECT_ROOT, prepare=_prepare)

@@ -3,47 +3,39 @@ folder or (the cluster topology, or `CLICKREC_MLFLOW_ARTIFACTS_DESTINATION=s3://
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import httpx
 
 from clickrec_platform.settings import Settings
-from clickrec_platform.stack.process import ManagedProcess
-from clickrec_platform.stack.service import Health, LocalService
+from clickrec_platform.stack.service import Health, ServiceSpec, executable
 
 
-class MlflowService(LocalService):
-    name = "mlflow"
+def _command(s: Settings) -> list[str]:
+    return [executable("mlflow"), "server", "--host", s.bind_host, "--port", str(s.mlflow_port), "--workers", "1",
+            "--serve-artifacts", "--artifacts-destination", s.mlflow_artifacts_uri]
 
-    @property
-    def url(self) -> str:
-        return self.settings.tracking_uri
 
-    def process(self) -> ManagedProcess:
-        s = self.settings
-        if not s.mlflow_artifacts_uri.startswith("s3://"):
-            s.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
-        mlflow = Path(sys.executable).with_name("mlflow")
-        return ManagedProcess(
-            name=self.name,
-            argv=[str(mlflow), "server", "--host", s.bind_host, "--port", str(s.mlflow_port),
-                  "--workers", "1", "--serve-artifacts",
-                  "--artifacts-destination", s.mlflow_artifacts_uri],
-            # Through the environment, so the passwords never show in the process list.
-            env=lambda: {"MLFLOW_BACKEND_STORE_URI": s.postgres_dsn(s.mlflow_db, driver="postgresql+psycopg2"),
-                         **artifact_store_environment(s)},
-            state_dir=s.state_dir, ready=lambda: self.health().ok,
-            ports=[(s.bind_host, s.mlflow_port)], cmdline_marker="mlflow",
-        )
+def _prepare(s: Settings) -> None:
+    if not s.mlflow_artifacts_uri.startswith("s3://"):
+        s.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
 
-    def health(self) -> Health:
-        try:
-            response = httpx.get(f"{self.url}/health", timeout=3)
-            version = httpx.get(f"{self.url}/version", timeout=3).text
-        except httpx.HTTPError as exc:
-            return Health(False, f"{type(exc).__name__}: {exc}")
-        return Health(response.status_code == 200, f"MLflow {version}, /health {response.status_code}")
+
+def _environment(s: Settings) -> dict[str, str]:
+    # Through the environment, so the passwords never show in the process list.
+    return {"MLFLOW_BACKEND_STORE_URI": s.postgres_dsn(s.mlflow_db, driver="postgresql+psycopg2"),
+            **artifact_store_environment(s)}
+
+
+def _health(s: Settings) -> Health:
+    try:
+        response = httpx.get(f"{s.tracking_uri}/health", timeout=3)
+        version = httpx.get(f"{s.tracking_uri}/version", timeout=3).text
+    except httpx.HTTPError as exc:
+        return Health(False, f"{type(exc).__name__}: {exc}")
+    return Health(response.status_code == 200, f"MLflow {version}, /health {response.status_code}")
+
+
+MLFLOW = ServiceSpec(name="mlflow", command=_command, probe=_health, url=lambda s: s.tracking_uri,
+                     port=lambda s: s.mlflow_port, marker="mlflow", env=_environment, prepare=_prepare)
 
 
 def artifact_store_environment(settings: Settings) -> dict[str, str]:

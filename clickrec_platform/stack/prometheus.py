@@ -15,8 +15,8 @@ import httpx
 import yaml
 
 from clickrec_platform.settings import PROJECT_ROOT, Settings
-from clickrec_platform.stack.process import ManagedProcess, ServiceError
-from clickrec_platform.stack.service import Health, LocalService
+from clickrec_platform.stack.process import ServiceError
+from clickrec_platform.stack.service import Health, ServiceSpec
 
 ALERT_RULES = PROJECT_ROOT / "infra" / "prometheus" / "alerts.yml"
 
@@ -49,61 +49,56 @@ def prometheus_binary() -> str:
     return found
 
 
-class PrometheusService(LocalService):
-    name = "prometheus"
+def prometheus_url(s: Settings) -> str:
+    return f"http://{s.bind_host}:{s.prometheus_port}"
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.settings.bind_host}:{self.settings.prometheus_port}"
 
-    @property
-    def folder(self) -> Path:
-        return self.settings.state_dir / "prometheus"
+def _folder(s: Settings) -> Path:
+    return s.state_dir / "prometheus"
 
-    @property
-    def config_file(self) -> Path:
-        return self.folder / "prometheus.yml"
 
-    def prepare(self) -> None:
-        (self.folder / "data").mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(
-            "# Written by `clickrec up` from the settings at each start; edits are overwritten.\n"
-            + yaml.safe_dump(prometheus_config(self.settings), sort_keys=False))
+def _prepare(s: Settings) -> None:
+    (_folder(s) / "data").mkdir(parents=True, exist_ok=True)
+    (_folder(s) / "prometheus.yml").write_text(
+        "# Written by `clickrec up` from the settings at each start; edits are overwritten.\n"
+        + yaml.safe_dump(prometheus_config(s), sort_keys=False))
 
-    def process(self) -> ManagedProcess:
-        s = self.settings
-        return ManagedProcess(
-            name=self.name,
-            argv=lambda: [prometheus_binary(), f"--config.file={self.config_file}",
-                          f"--storage.tsdb.path={self.folder / 'data'}",
-                          f"--storage.tsdb.retention.time={s.prometheus_retention}",
-                          f"--web.listen-address={s.bind_host}:{s.prometheus_port}"],
-            state_dir=s.state_dir, ready=self._ready, ports=[(s.bind_host, s.prometheus_port)],
-            cmdline_marker="prometheus",
-        )
 
-    def _ready(self) -> bool:
-        return httpx.get(f"{self.url}/-/ready", timeout=3).status_code == 200
+def _command(s: Settings) -> list[str]:
+    return [prometheus_binary(), f"--config.file={_folder(s) / 'prometheus.yml'}",
+            f"--storage.tsdb.path={_folder(s) / 'data'}", f"--storage.tsdb.retention.time={s.prometheus_retention}",
+            f"--web.listen-address={s.bind_host}:{s.prometheus_port}"]
 
-    def health(self) -> Health:
-        """Ready, its alert rules loaded, and each scrape target's health (a target that is down, such
-        as the producer when no live traffic runs, is reported, not counted against Prometheus)."""
-        try:
-            ready = httpx.get(f"{self.url}/-/ready", timeout=3)
-            if ready.status_code != 200:
-                return Health(False, f"/-/ready {ready.status_code}")
-            targets = httpx.get(f"{self.url}/api/v1/targets", params={"state": "active"}, timeout=3).json()
-            rules = httpx.get(f"{self.url}/api/v1/rules", params={"type": "alert"}, timeout=3).json()
-        except (httpx.HTTPError, ValueError) as exc:
-            return Health(False, f"{type(exc).__name__}: {exc}")
-        alerts = [rule for group in rules["data"]["groups"] for rule in group["rules"]]
-        firing = [rule["name"] for rule in alerts if rule.get("state") == "firing"]
-        jobs = [f"{t['labels']['job']} {t['health']}" for t in
-                sorted(targets["data"]["activeTargets"], key=lambda t: t["labels"]["job"])]
-        return Health(True, f"targets: {', '.join(jobs) or 'none'}; {len(alerts)} alert rules, "
-                            f"firing: {', '.join(firing) or 'none'}")
 
-    def target_health(self) -> dict[str, str]:
-        """Job → ``up``/``down``/``unknown`` (not scraped yet) of each active scrape target."""
-        targets = httpx.get(f"{self.url}/api/v1/targets", params={"state": "active"}, timeout=3).json()
-        return {t["labels"]["job"]: t["health"] for t in targets["data"]["activeTargets"]}
+def _ready(s: Settings) -> bool:
+    return httpx.get(f"{prometheus_url(s)}/-/ready", timeout=3).status_code == 200
+
+
+def _health(s: Settings) -> Health:
+    """Ready, its alert rules loaded, and each scrape target's health (a target that is down, such
+    as the producer when no live traffic runs, is reported, not counted against Prometheus)."""
+    url = prometheus_url(s)
+    try:
+        ready = httpx.get(f"{url}/-/ready", timeout=3)
+        if ready.status_code != 200:
+            return Health(False, f"/-/ready {ready.status_code}")
+        targets = httpx.get(f"{url}/api/v1/targets", params={"state": "active"}, timeout=3).json()
+        rules = httpx.get(f"{url}/api/v1/rules", params={"type": "alert"}, timeout=3).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return Health(False, f"{type(exc).__name__}: {exc}")
+    alerts = [rule for group in rules["data"]["groups"] for rule in group["rules"]]
+    firing = [rule["name"] for rule in alerts if rule.get("state") == "firing"]
+    jobs = [f"{t['labels']['job']} {t['health']}" for t in
+            sorted(targets["data"]["activeTargets"], key=lambda t: t["labels"]["job"])]
+    return Health(True, f"targets: {', '.join(jobs) or 'none'}; {len(alerts)} alert rules, "
+                        f"firing: {', '.join(firing) or 'none'}")
+
+
+def target_health(s: Settings) -> dict[str, str]:
+    """Job → ``up``/``down``/``unknown`` (not scraped yet) of each active scrape target."""
+    targets = httpx.get(f"{prometheus_url(s)}/api/v1/targets", params={"state": "active"}, timeout=3).json()
+    return {t["labels"]["job"]: t["health"] for t in targets["data"]["activeTargets"]}
+
+
+PROMETHEUS = ServiceSpec(name="prometheus", command=_command, probe=_health, url=prometheus_url,
+                         port=lambda s: s.prometheus_port, marker="prometheus", prepare=_prepare, ready=_ready)

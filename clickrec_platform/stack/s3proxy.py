@@ -8,6 +8,7 @@ is created once it answers.
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from pyarrow import fs as pafs
@@ -15,8 +16,7 @@ from pyarrow import fs as pafs
 from clickrec_platform.settings import PROJECT_ROOT, Settings
 from clickrec_platform.stack.jars import S3PROXY
 from clickrec_platform.stack.kafka import java_executable
-from clickrec_platform.stack.process import ManagedProcess
-from clickrec_platform.stack.service import Health, LocalService
+from clickrec_platform.stack.service import Health, ServiceSpec
 
 
 def s3_filesystem(settings: Settings) -> pafs.S3FileSystem:
@@ -30,62 +30,60 @@ def s3_filesystem(settings: Settings) -> pafs.S3FileSystem:
                              allow_bucket_creation=True, connect_timeout=3, request_timeout=5)
 
 
-class S3ProxyService(LocalService):
-    name = "s3proxy"
+def s3proxy_url(s: Settings) -> str:
+    return f"http://{s.bind_host}:{s.s3proxy_port}"
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.settings.bind_host}:{self.settings.s3proxy_port}"
 
-    @property
-    def folder(self):
-        return self.settings.state_dir / "s3proxy"
+def _folder(s: Settings) -> Path:
+    return s.state_dir / "s3proxy"
 
-    def properties(self) -> dict[str, str]:
-        s = self.settings
-        access, secret = s.s3_access_key or "", s.s3_secret_key.get_secret_value() if s.s3_secret_key else ""
-        return {
-            "s3proxy.endpoint": self.url,
-            "s3proxy.authorization": "aws-v2-or-v4",
-            "s3proxy.identity": access,
-            "s3proxy.credential": secret,
-            "jclouds.provider": "filesystem",
-            "jclouds.filesystem.basedir": str(self.folder / "data"),
-            # jclouds asks for them even for a folder.
-            "jclouds.identity": access,
-            "jclouds.credential": secret,
-        }
 
-    def prepare(self) -> None:
-        self.settings.ensure_local_s3_secret()
-        (self.folder / "data").mkdir(parents=True, exist_ok=True)
-        config = self.folder / "s3proxy.conf"
-        config.touch(mode=0o600)
-        config.write_text("# Written by `clickrec up` from the settings; edits are overwritten.\n"
-                          + "".join(f"{k}={v}\n" for k, v in self.properties().items()))
+def properties(s: Settings) -> dict[str, str]:
+    access, secret = s.s3_access_key or "", s.s3_secret_key.get_secret_value() if s.s3_secret_key else ""
+    return {
+        "s3proxy.endpoint": s3proxy_url(s),
+        "s3proxy.authorization": "aws-v2-or-v4",
+        "s3proxy.identity": access,
+        "s3proxy.credential": secret,
+        "jclouds.provider": "filesystem",
+        "jclouds.filesystem.basedir": str(_folder(s) / "data"),
+        # jclouds asks for them even for a folder.
+        "jclouds.identity": access,
+        "jclouds.credential": secret,
+    }
 
-    def process(self) -> ManagedProcess:
-        s = self.settings
-        config = self.folder / "s3proxy.conf"
-        return ManagedProcess(
-            name=self.name,
-            argv=lambda: [java_executable(), "-Xmx256m", "-XX:+UseSerialGC",
-                          f"-Dlogback.configurationFile={PROJECT_ROOT / 'infra' / 's3proxy' / 'logback.xml'}",
-                          "-cp", ":".join(str(j) for j in S3PROXY.jars(s)), "org.gaul.s3proxy.Main",
-                          "--properties", str(config)],
-            state_dir=s.state_dir, ready=lambda: self.health().ok,
-            ports=[(s.bind_host, s.s3proxy_port)], cmdline_marker=str(config),
-        )
 
-    def after_ready(self) -> None:
-        """The lake's bucket (idempotent)."""
-        store = s3_filesystem(self.settings)
-        if store.get_file_info(self.settings.lake_bucket).type == pafs.FileType.NotFound:
-            store.create_dir(self.settings.lake_bucket)
+def _prepare(s: Settings) -> None:
+    s.ensure_local_s3_secret()
+    (_folder(s) / "data").mkdir(parents=True, exist_ok=True)
+    config = _folder(s) / "s3proxy.conf"
+    config.touch(mode=0o600)
+    config.write_text("# Written by `clickrec up` from the settings; edits are overwritten.\n"
+                      + "".join(f"{k}={v}\n" for k, v in properties(s).items()))
 
-    def health(self) -> Health:
-        try:
-            buckets = [info.path for info in s3_filesystem(self.settings).get_file_info(pafs.FileSelector(""))]
-        except OSError as exc:
-            return Health(False, f"{type(exc).__name__}: {str(exc)[:160]}")
-        return Health(True, f"S3 API, {len(buckets)} bucket(s): {', '.join(buckets) or 'none yet'}")
+
+def _command(s: Settings) -> list[str]:
+    return [java_executable(), "-Xmx256m", "-XX:+UseSerialGC",
+            f"-Dlogback.configurationFile={PROJECT_ROOT / 'infra' / 's3proxy' / 'logback.xml'}",
+            "-cp", ":".join(str(j) for j in S3PROXY.jars(s)), "org.gaul.s3proxy.Main",
+            "--properties", str(_folder(s) / "s3proxy.conf")]
+
+
+def _create_bucket(s: Settings) -> None:
+    """The lake's bucket (idempotent)."""
+    store = s3_filesystem(s)
+    if store.get_file_info(s.lake_bucket).type == pafs.FileType.NotFound:
+        store.create_dir(s.lake_bucket)
+
+
+def _health(s: Settings) -> Health:
+    try:
+        buckets = [info.path for info in s3_filesystem(s).get_file_info(pafs.FileSelector(""))]
+    except OSError as exc:
+        return Health(False, f"{type(exc).__name__}: {str(exc)[:160]}")
+    return Health(True, f"S3 API, {len(buckets)} bucket(s): {', '.join(buckets) or 'none yet'}")
+
+
+S3PROXY_SERVICE = ServiceSpec(name="s3proxy", command=_command, probe=_health, url=s3proxy_url,
+                              port=lambda s: s.s3proxy_port, marker=lambda s: str(_folder(s) / "s3proxy.conf"),
+                              prepare=_prepare, after_ready=_create_bucket)

@@ -10,7 +10,7 @@ import pytest
 from mlflow.artifacts import download_artifacts
 from mlflow.tracking import MlflowClient
 
-from clickrec_platform.stack.mlflow_server import MlflowService
+from clickrec_platform.stack import service
 from clickrec_platform.stack.s3proxy import s3_filesystem
 from clickrec_platform_tests.support import free_port
 
@@ -26,7 +26,7 @@ def test_run_artifacts_go_to_the_object_store_and_come_back_through_the_tracking
                                           "mlflow_tracking_uri": None})
     assert settings.tracking_uri == f"http://{settings.bind_host}:{settings.mlflow_port}"
     assert settings.mlflow_artifacts_uri == f"s3://{settings.lake_bucket}/mlflow-artifacts"
-    server = MlflowService(settings)
+    server = service(settings, "mlflow")
     assert server.start(), "the test's MLflow server was already running"
     client = MlflowClient(settings.tracking_uri)
     experiment_id = client.create_experiment(f"cluster-artifacts-{uuid.uuid4().hex[:8]}")

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from clickrec_platform.lake.tables import BRONZE_CLICKSTREAM, OPS_STREAM_BATCHES, SILVER_EVENTS
-from clickrec_platform.stack.s3proxy import S3ProxyService
+from clickrec_platform.stack import service
 from clickrec_platform.stack.scratch import scratch_settings
 from clickrec_platform.stack.spark_cluster import SparkMasterService, SparkWorkerService
 from clickrec_platform_tests.support import (
@@ -112,7 +112,7 @@ def test_an_object_store_restart_mid_stream_loses_and_duplicates_nothing(on_clus
     produce(s.kafka_bootstrap_servers, s.kafka_topic, records)
     job = stream_process(s, log_path, "--ingest-trigger", "0.5", "--gold-trigger", "5",
                          "--max-offsets-per-trigger", "1500")
-    store = S3ProxyService(s)
+    store = service(s, "s3proxy")
     try:
         wait_for("two ingest batches committed", lambda: batches(s) >= 2, timeout_s=900, interval_s=1,
                  alive=job_alive(job, log_path))

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from clickrec_platform.settings import Settings
-from clickrec_platform.stack.dagster_server import DagsterCodeServerService, DagsterDaemonService, graphql
+from clickrec_platform.stack import service
+from clickrec_platform.stack.dagster_server import graphql
 from clickrec_platform_tests.support import wait_for
 
 LAUNCH = """
@@ -46,7 +47,7 @@ def _session_members(leader: int) -> list[str]:
 
 
 def test_a_launched_run_is_queued_by_the_daemon_and_run_by_the_standing_code_server(stack: Settings):
-    assert DagsterCodeServerService(stack).health().ok
+    assert service(stack, "dagster-code-server").health().ok
     entries = graphql(stack, "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
                              "displayMetadata { key value } } } } }")["workspaceOrError"]["locationEntries"]
     (entry,) = entries
@@ -63,7 +64,7 @@ def test_a_launched_run_is_queued_by_the_daemon_and_run_by_the_standing_code_ser
                       and s, timeout_s=300, interval_s=1.0)
     assert status == "SUCCESS"
 
-    daemon = DagsterDaemonService(stack).process().pid()
+    daemon = service(stack, "dagster-daemon").process().pid()
     assert daemon is not None
     spawned = [cmd for cmd in _session_members(daemon) if "api grpc" in cmd or "code-server" in cmd]
     assert not spawned, f"the daemon started code servers of its own: {spawned}"

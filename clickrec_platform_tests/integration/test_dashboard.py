@@ -34,7 +34,7 @@ from clickrec_platform.serving.live_tables import add_event_statistics_once, rep
 from clickrec_platform.serving.publish import publish
 from clickrec_platform.settings import Settings
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events
-from clickrec_platform.stack.dashboard_server import DashboardService
+from clickrec_platform.stack import service as stack_service
 from clickrec_platform.stack.scratch import scratch_process_settings
 from clickrec_platform_tests.browser import headless_chromium, wait_for
 from clickrec_platform_tests.support import free_port
@@ -94,7 +94,7 @@ def dashboard(stack, tmp_path_factory) -> Iterator[Dashboard]:
                                   CLICKREC_DASHBOARD_REFRESH_SECONDS=str(REFRESH_S)) as settings:
         # The stack's own service, with its pid and log files kept apart from the stack's dashboard; the
         # process reads this namespace from the environment, as `clickrec up` would hand it.
-        service = DashboardService(settings.model_copy(update={"home": root / "home"}))
+        service = stack_service(settings.model_copy(update={"home": root / "home"}), "dashboard")
         process = service.process()
         try:
             assert process.start(timeout_s=60), "a dashboard already ran on a port just found free"

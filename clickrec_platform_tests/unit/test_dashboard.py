@@ -18,9 +18,8 @@ from clickrec_platform.dashboard.server import (
     streamlit_argv,
 )
 from clickrec_platform.settings import Settings
-from clickrec_platform.stack import SERVICE_TYPES
-from clickrec_platform.stack.api_server import ApiService
-from clickrec_platform.stack.dashboard_server import DashboardService
+from clickrec_platform.stack import STACK, service
+from clickrec_platform.stack.apps import API, DASHBOARD
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
@@ -219,12 +218,12 @@ def test_the_mlflow_client_retries_are_bounded_unless_set():
 
 
 def test_the_dashboard_is_a_service_of_the_stack_started_after_the_api(tmp_path):
-    assert SERVICE_TYPES.index(DashboardService) == SERVICE_TYPES.index(ApiService) + 1
+    assert STACK.index(DASHBOARD) == STACK.index(API) + 1
     assert "dashboard" in Settings.model_fields["managed_services"].default  # `clickrec up` starts it
     settings = Settings(_env_file=None, home=tmp_path)
-    service = DashboardService(settings)
-    assert service.url == f"http://{settings.bind_host}:{settings.dashboard_port}"
-    process = service.process()
+    dashboard = service(settings, "dashboard")
+    assert dashboard.url == f"http://{settings.bind_host}:{settings.dashboard_port}"
+    process = dashboard.process()
     assert process.ports == [(settings.bind_host, settings.dashboard_port)]
     assert process.arguments()[-1] == "dashboard" and process.cmdline_marker == "dashboard"
     assert process.pid() is None

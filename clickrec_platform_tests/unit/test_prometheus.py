@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from clickrec_platform.settings import PROJECT_ROOT, Settings
-from clickrec_platform.stack import SERVICE_TYPES, services
-from clickrec_platform.stack.prometheus import ALERT_RULES, PrometheusService, prometheus_config
+from clickrec_platform.stack import STACK, DeclaredService, services
+from clickrec_platform.stack.prometheus import ALERT_RULES, PROMETHEUS, prometheus_config, target_health
 from clickrec_platform_tests.support import free_port
 
 RULE_TESTS = PROJECT_ROOT / "infra" / "prometheus" / "alerts_test.yml"
@@ -67,14 +67,13 @@ def test_the_local_configuration_follows_the_settings_and_is_valid(tmp_path):
     compose_jobs = {job["job_name"] for job in yaml.safe_load(
         (PROJECT_ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]}
     assert set(targets) | {"clickrec-stream"} == compose_jobs
-    service = PrometheusService(s)
-    service.prepare()
-    checked = promtool("check", "config", service.config_file)  # rule files included
+    DeclaredService(s, PROMETHEUS).prepare()
+    checked = promtool("check", "config", s.state_dir / "prometheus" / "prometheus.yml")  # rule files included
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_prometheus_is_a_service_that_up_starts():
-    assert PrometheusService in SERVICE_TYPES
+    assert PROMETHEUS in STACK
     assert "prometheus" in Settings.model_fields["managed_services"].default
 
 
@@ -96,13 +95,13 @@ def test_the_managed_service_scrapes_its_targets_and_status_shows_their_health(t
     s = settings_for(tmp_path, prometheus_port=free_port(), api_port=api.server_address[1],
                      producer_metrics_port=free_port(), stream_metrics_port=None, speed_metrics_port=free_port())
     (service,) = services(s, ["prometheus"])
-    assert isinstance(service, PrometheusService)
+    assert isinstance(service, DeclaredService) and service.spec is PROMETHEUS
     try:
         assert service.start() is True
         deadline = time.monotonic() + 60
         expected = {"prometheus": "up", "clickrec-api": "up", "clickrec-producer": "down",
                     "clickrec-speed-layer": "down"}
-        while (health := service.target_health()) != expected:
+        while (health := target_health(s)) != expected:
             assert time.monotonic() < deadline, f"targets never scraped as expected: {health}"
             time.sleep(0.5)
         detail = service.health()
