@@ -3,7 +3,7 @@ base of the models `implicit` scores."""
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -64,12 +64,16 @@ class Recommender(ABC):
     # __init__ arguments that are not hyper-parameters: they change how fast, not what is learnt.
     untracked: ClassVar[frozenset[str]] = frozenset({"num_threads", "spark"})
 
+    def arguments(self) -> dict[str, Any]:
+        """What the model was made with: its fields (each model is a dataclass whose fields are its
+        parameters, declared with their defaults)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}  # type: ignore[arg-type]
+
     @property
     def params(self) -> dict[str, Any]:
-        """The hyper-parameters that define this model, for tracking and grid search: the arguments
-        of its `__init__` (each kept as an attribute of the same name) but the `untracked` ones."""
-        arguments = inspect.signature(type(self).__init__).parameters
-        return {name: getattr(self, name) for name in list(arguments)[1:] if name not in self.untracked}
+        """The hyper-parameters that define this model, for tracking and grid search: its arguments but
+        the `untracked` ones."""
+        return {name: value for name, value in self.arguments().items() if name not in self.untracked}
 
     @abstractmethod
     def _fit(self, data: InteractionData) -> None: ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from clickrec_platform.recommend.data import InteractionData
@@ -13,13 +15,13 @@ from clickrec_platform.recommend.models.base import (
 from clickrec_platform.recommend.ranking import first_allowed, left_pack, pairs_in
 
 
+@dataclass(eq=False)
 class MostPopular(Recommender):
     """The floor: the items most visitors touched recently, the same list for everyone."""
 
     name = "most_popular"
 
-    def __init__(self, window_days: float | None = DEFAULT_POPULARITY_WINDOW_DAYS) -> None:
-        self.window_days = window_days
+    window_days: float | None = DEFAULT_POPULARITY_WINDOW_DAYS
 
 
     def _fit(self, data: InteractionData) -> None:
@@ -37,14 +39,14 @@ class MostPopular(Recommender):
         return items, scores
 
 
+@dataclass(eq=False)
 class RandomRecommender(Recommender):
     """The control: k random unseen items. Anything scoring near it has learnt nothing."""
 
     name = "random"
     fills_with_popular = False
 
-    def __init__(self, random_state: int = 0) -> None:
-        self.random_state = random_state
+    random_state: int = 0
 
 
     def _fit(self, data: InteractionData) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from clickrec_platform.recommend.data import InteractionData
 from clickrec_platform.recommend.models.base import _ImplicitModel
 
 
+@dataclass(eq=False)
 class SparkALS(_ImplicitModel):
     """Implicit ALS trained by Spark MLlib, the option that scales out with the cluster.
 
@@ -22,21 +24,12 @@ class SparkALS(_ImplicitModel):
 
     name = "spark_als"
 
-    def __init__(
-        self,
-        spark: Any,
-        rank: int = 64,
-        reg_param: float = 0.05,
-        max_iter: int = 10,
-        alpha: float = 10.0,
-        seed: int = 42,
-    ) -> None:
-        self.spark = spark
-        self.rank = rank
-        self.reg_param = reg_param
-        self.max_iter = max_iter
-        self.alpha = alpha
-        self.seed = seed
+    spark: Any
+    rank: int = 64
+    reg_param: float = 0.05
+    max_iter: int = 10
+    alpha: float = 10.0
+    seed: int = 42
 
 
     def __getstate__(self) -> dict[str, Any]:

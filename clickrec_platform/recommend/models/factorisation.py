@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
@@ -11,74 +13,45 @@ from clickrec_platform.recommend.data import InteractionData
 from clickrec_platform.recommend.models.base import _ImplicitModel
 
 
+@dataclass(eq=False)
 class ALS(_ImplicitModel):
     """Implicit-feedback matrix factorisation (Hu, Koren, Volinsky 2008), confidence = alpha x weight."""
 
     name = "als"
 
-    def __init__(
-        self,
-        factors: int = 64,
-        regularization: float = 0.05,
-        iterations: int = 15,
-        alpha: float = 10.0,  # best of 1..20 at 600k generated events (ndcg@20 0.139 vs 0.116 at 2)
-        random_state: int = 42,
-        num_threads: int = 1,
-    ) -> None:
-        self.factors = factors
-        self.regularization = regularization
-        self.iterations = iterations
-        self.alpha = alpha
-        self.random_state = random_state
-        self.num_threads = num_threads
+    factors: int = 64
+    regularization: float = 0.05
+    iterations: int = 15
+    alpha: float = 10.0  # best of 1..20 at 600k generated events (ndcg@20 0.139 vs 0.116 at 2)
+    random_state: int = 42
+    num_threads: int = 1
 
 
     def _fit(self, data: InteractionData) -> None:
-        self._model = AlternatingLeastSquares(
-            factors=self.factors,
-            regularization=self.regularization,
-            iterations=self.iterations,
-            alpha=self.alpha,
-            random_state=self.random_state,
-            num_threads=self.num_threads,
-        )
+        self._model = AlternatingLeastSquares(**self.arguments())
         self._model.fit(data.user_items, show_progress=False)
 
 
+@dataclass(eq=False)
 class BPR(_ImplicitModel):
     """Bayesian personalised ranking: pairwise SGD on (seen, unseen) item pairs; weights ignored."""
 
     name = "bpr"
 
-    def __init__(
-        self,
-        factors: int = 64,
-        learning_rate: float = 0.05,
-        regularization: float = 0.01,
-        iterations: int = 100,
-        random_state: int = 42,
-        num_threads: int = 1,  # more threads make SGD updates race, and results irreproducible
-    ) -> None:
-        self.factors = factors
-        self.learning_rate = learning_rate
-        self.regularization = regularization
-        self.iterations = iterations
-        self.random_state = random_state
-        self.num_threads = num_threads
+    factors: int = 64
+    learning_rate: float = 0.05
+    regularization: float = 0.01
+    iterations: int = 100
+    random_state: int = 42
+    num_threads: int = 1  # more threads make SGD updates race, and results irreproducible
 
 
     def _fit(self, data: InteractionData) -> None:
-        self._model = BayesianPersonalizedRanking(
-            factors=self.factors,
-            learning_rate=self.learning_rate,
-            regularization=self.regularization,
-            iterations=self.iterations,
-            random_state=self.random_state,
-            num_threads=self.num_threads,
-        )
+        self._model = BayesianPersonalizedRanking(**self.arguments())
         self._model.fit(data.user_items, show_progress=False)
 
 
+@dataclass(eq=False)
 class PureSVD(_ImplicitModel):
     """PureSVD (Cremonesi, Koren and Turrin, RecSys 2010): scikit-learn's randomized truncated SVD
     of the visitor x item weights, R ~ U S Vt. A visitor's scores are r_u V Vt: the row is folded
@@ -91,10 +64,9 @@ class PureSVD(_ImplicitModel):
 
     name = "pure_svd"
 
-    def __init__(self, factors: int = 128, n_iter: int = 7, random_state: int = 42) -> None:
-        self.factors = factors
-        self.n_iter = n_iter
-        self.random_state = random_state
+    factors: int = 128
+    n_iter: int = 7
+    random_state: int = 42
 
 
     def _fit(self, data: InteractionData) -> None:

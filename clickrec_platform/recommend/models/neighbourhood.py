@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -16,6 +17,7 @@ from clickrec_platform.recommend.models.base import Recommender, _ImplicitModel,
 from clickrec_platform.recommend.ranking import empty_lists, top_k_sparse, top_up
 
 
+@dataclass(eq=False)
 class ItemKNN(_ImplicitModel):
     """Items scored by their similarity to what the visitor touched, K neighbours per item."""
 
@@ -23,12 +25,13 @@ class ItemKNN(_ImplicitModel):
     min_informative_score = 0.0
     SIMILARITIES: ClassVar[tuple[str, ...]] = ("cosine", "bm25")
 
-    def __init__(self, similarity: str = "cosine", neighbours: int = 100, num_threads: int = 1) -> None:
-        if similarity not in self.SIMILARITIES:
-            raise ValueError(f"similarity must be one of {self.SIMILARITIES}, not {similarity!r}")
-        self.similarity = similarity
-        self.neighbours = neighbours
-        self.num_threads = num_threads
+    similarity: str = "cosine"
+    neighbours: int = 100
+    num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.similarity not in self.SIMILARITIES:
+            raise ValueError(f"similarity must be one of {self.SIMILARITIES}, not {self.similarity!r}")
 
 
     def _fit(self, data: InteractionData) -> None:
@@ -74,6 +77,7 @@ def _item_knn_top(
     return ids, scores
 
 
+@dataclass(eq=False)
 class SessionKNN(Recommender):
     """Recent-item neighbours (the candidate `recent_item_knn`; it was called `session_knn`, but it
     never looks at neighbour sessions): score = sum over a visitor's last few items of item-item
@@ -81,15 +85,14 @@ class SessionKNN(Recommender):
 
     name = "recent_item_knn"
 
-    def __init__(
-        self, session_items: int = 5, recency_decay: float = 0.7, neighbours: int = 100, num_threads: int = 1
-    ) -> None:
-        if not 0 < recency_decay <= 1:
+    session_items: int = 5
+    recency_decay: float = 0.7
+    neighbours: int = 100
+    num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.recency_decay <= 1:
             raise ValueError("recency_decay must be in (0, 1]")
-        self.session_items = session_items
-        self.recency_decay = recency_decay
-        self.neighbours = neighbours
-        self.num_threads = num_threads
 
 
     def _fit(self, data: InteractionData) -> None:

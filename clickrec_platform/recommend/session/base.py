@@ -8,6 +8,7 @@ arbitrary order, which can only add chance hits, so we leave them short and the 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -21,14 +22,17 @@ NO_ITEM = -1  # pads a list shorter than k
 
 
 class SessionRecommender(ABC):
-    """fit on training sessions, then rank items to follow a session prefix."""
+    """fit on training sessions, then rank items to follow a session prefix.
+
+    Each model is a dataclass whose fields are its parameters, declared with their defaults (checked in
+    ``__post_init__``)."""
 
     name: ClassVar[str]
     fit_seconds: float | None = None
 
-    @abstractmethod
     def params(self) -> dict[str, Any]:
         """The constructor arguments that define this model (for tracking and tables)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     @abstractmethod
     def _fit(self, sessions: Sessions) -> None: ...

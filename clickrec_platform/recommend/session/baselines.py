@@ -11,7 +11,7 @@ through `SessionKNN.recommend_from_items`, which never recommends an item of the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -20,11 +20,9 @@ from clickrec_platform.recommend.session.base import NO_ITEM, SessionRecommender
 from clickrec_platform.recommend.session.protocol import NextItemCases, Sessions
 
 
+@dataclass(eq=False)
 class Popularity(SessionRecommender):
     name = "popularity"
-
-    def params(self) -> dict[str, Any]:
-        return {}
 
     def _fit(self, sessions: Sessions) -> None:
         self.counts = np.bincount(sessions.items, minlength=sessions.n_items).astype(np.float64)
@@ -42,23 +40,16 @@ class Popularity(SessionRecommender):
         return items, scores
 
 
+@dataclass(eq=False)
 class RecentItemKNN(SessionRecommender):
     """The user-level candidate `recent_item_knn` (`recommend.models.SessionKNN`, once called
     `session_knn`) on session prefixes."""
 
     name = "recent_item_knn"
 
-    def __init__(self, session_items: int = 5, recency_decay: float = 0.7, neighbours: int = 100) -> None:
-        self.session_items = session_items
-        self.recency_decay = recency_decay
-        self.neighbours = neighbours
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "session_items": self.session_items,
-            "recency_decay": self.recency_decay,
-            "neighbours": self.neighbours,
-        }
+    session_items: int = 5
+    recency_decay: float = 0.7
+    neighbours: int = 100
 
     def _fit(self, sessions: Sessions) -> None:
         # Imported here: implicit and the interaction code are heavy and only this adapter needs them.

@@ -20,7 +20,7 @@ max(0, 1 - 0.1 * steps back), the decay the paper describes. Sessions of > 10 it
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,17 +47,20 @@ STEP_WEIGHTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+@dataclass(eq=False)
 class _NeighbourModel(SessionRecommender):
-    def __init__(self, k: int, sample_size: int) -> None:
-        if k < 1 or sample_size < 0:
+    k: int = 100
+    sample_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.sample_size < 0:
             raise ValueError("k must be >= 1 and sample_size >= 0 (0: every candidate)")
-        self.k = k
-        self.sample_size = sample_size
 
     def _fit(self, sessions: Sessions) -> None:
         self.index = NeighbourIndex(sessions)
 
 
+@dataclass(eq=False)
 class SKNN(_NeighbourModel):
     """Session-kNN: sim(s, n) = |s ∩ n| / sqrt(|s| |n|) over distinct items (or Jaccard).
 
@@ -67,14 +70,12 @@ class SKNN(_NeighbourModel):
 
     name = "sknn"
 
-    def __init__(self, k: int = 100, sample_size: int = 1000, similarity: str = "cosine") -> None:
-        super().__init__(k, sample_size)
-        if similarity not in ("cosine", "jaccard"):
-            raise ValueError("similarity must be 'cosine' or 'jaccard'")
-        self.similarity = similarity
+    similarity: str = "cosine"
 
-    def params(self) -> dict[str, Any]:
-        return {"k": self.k, "sample_size": self.sample_size, "similarity": self.similarity}
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.similarity not in ("cosine", "jaccard"):
+            raise ValueError("similarity must be 'cosine' or 'jaccard'")
 
     def _score(self, items: np.ndarray, timestamps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         query = np.unique(items)
@@ -90,6 +91,7 @@ class SKNN(_NeighbourModel):
         return sum_by_item(neighbour_items, similarity[nearest][owner])
 
 
+@dataclass(eq=False)
 class VSKNN(_NeighbourModel):
     """Vector session-kNN: position-weighted current session, step-decayed neighbours, IDF boost.
 
@@ -100,34 +102,18 @@ class VSKNN(_NeighbourModel):
 
     name = "vsknn"
 
-    def __init__(
-        self,
-        k: int = 100,
-        sample_size: int = 1000,
-        similarity: str = "vec",
-        weighting: str = "div",
-        weighting_score: str = "div",
-        idf_weighting: float = 0.0,
-    ) -> None:
-        super().__init__(k, sample_size)
-        if similarity not in ("vec", "cosine"):
-            raise ValueError("similarity must be 'vec' or 'cosine'")
-        if weighting not in POSITION_WEIGHTS or weighting_score not in STEP_WEIGHTS:
-            raise ValueError(f"weighting and weighting_score must be among {sorted(POSITION_WEIGHTS)}")
-        self.similarity = similarity
-        self.weighting = weighting
-        self.weighting_score = weighting_score
-        self.idf_weighting = float(idf_weighting)
+    similarity: str = "vec"
+    weighting: str = "div"
+    weighting_score: str = "div"
+    idf_weighting: float = 0.0
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "k": self.k,
-            "sample_size": self.sample_size,
-            "similarity": self.similarity,
-            "weighting": self.weighting,
-            "weighting_score": self.weighting_score,
-            "idf_weighting": self.idf_weighting,
-        }
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.similarity not in ("vec", "cosine"):
+            raise ValueError("similarity must be 'vec' or 'cosine'")
+        if self.weighting not in POSITION_WEIGHTS or self.weighting_score not in STEP_WEIGHTS:
+            raise ValueError(f"weighting and weighting_score must be among {sorted(POSITION_WEIGHTS)}")
+        self.idf_weighting = float(self.idf_weighting)
 
     def _fit(self, sessions: Sessions) -> None:
         super()._fit(sessions)
@@ -154,6 +140,7 @@ class VSKNN(_NeighbourModel):
         return sum_by_item(neighbour_items, contribution)
 
 
+@dataclass(eq=False)
 class STAN(_NeighbourModel):
     """Sequence and Time Aware Neighbourhood.
 
@@ -166,30 +153,17 @@ class STAN(_NeighbourModel):
 
     name = "stan"
 
-    def __init__(
-        self,
-        k: int = 100,
-        sample_size: int = 5000,
-        lambda_spw: float | None = 1.02,
-        lambda_snh: float | None = 5.0,
-        lambda_inh: float | None = 2.05,
-    ) -> None:
-        super().__init__(k, sample_size)
-        for name, value in (("lambda_spw", lambda_spw), ("lambda_snh", lambda_snh), ("lambda_inh", lambda_inh)):
+    sample_size: int = 5000
+    lambda_spw: float | None = 1.02
+    lambda_snh: float | None = 5.0
+    lambda_inh: float | None = 2.05
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("lambda_spw", "lambda_snh", "lambda_inh"):
+            value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0 or None")
-        self.lambda_spw = lambda_spw
-        self.lambda_snh = lambda_snh
-        self.lambda_inh = lambda_inh
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "k": self.k,
-            "sample_size": self.sample_size,
-            "lambda_spw": self.lambda_spw,
-            "lambda_snh": self.lambda_snh,
-            "lambda_inh": self.lambda_inh,
-        }
 
     def _score(self, items: np.ndarray, timestamps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         query, position = last_positions(items)

@@ -15,7 +15,7 @@ one sort. Equal weights at the pruning cut keep the rule seen first in training,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,22 +33,21 @@ DISTANCE_WEIGHTS: dict[str, Callable[[int], float]] = {
 }
 
 
+@dataclass(eq=False)
 class SequentialRules(SessionRecommender):
     name = "sr"
 
-    def __init__(self, steps: int = 10, weighting: str = "div", pruning: float = 20) -> None:
-        if steps < 1:
-            raise ValueError("steps must be >= 1")
-        if weighting not in DISTANCE_WEIGHTS:
-            raise ValueError(f"weighting must be one of {sorted(DISTANCE_WEIGHTS)}")
-        if pruning < 0:
-            raise ValueError("pruning must be >= 0 (0 keeps every rule)")
-        self.steps = steps
-        self.weighting = weighting
-        self.pruning = pruning
+    steps: int = 10
+    weighting: str = "div"
+    pruning: float = 20
 
-    def params(self) -> dict[str, Any]:
-        return {"steps": self.steps, "weighting": self.weighting, "pruning": self.pruning}
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError("steps must be >= 1")
+        if self.weighting not in DISTANCE_WEIGHTS:
+            raise ValueError(f"weighting must be one of {sorted(DISTANCE_WEIGHTS)}")
+        if self.pruning < 0:
+            raise ValueError("pruning must be >= 0 (0 keeps every rule)")
 
     def _fit(self, sessions: Sessions) -> None:
         session = sessions.session_of_event
