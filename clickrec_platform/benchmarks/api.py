@@ -9,6 +9,9 @@ By default a session champion (V-SKNN on generated sessions) is registered under
 every worker loads it, and the visitors with live recent items replay real sessions, so
 `/recommendations` is measured with the session model in the request path (`--no-session-model`:
 the recent items' similar items instead, as before issue #18).
+
+Over 400 lines because it is one benchmark end to end (scratch data, the server as a child process, wrk,
+the report); each part is a function used only here.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ Three sources, each read on its own so that one being down never hides the other
 
 A section whose data is not there yet (no table, no rows, no champion, a service down) comes back as
 :class:`Missing` with a sentence saying why and what to run, which the app shows as a note.
+
+Over 400 lines because it is every section's reader and shaper (one function each, most a few lines of
+SQL); splitting them per source would scatter what one page shows.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ Timestamps must be timezone-aware (any unit, any zone; stored as ``timestamptz``
 timestamp is ambiguous and is rejected with ``ValueError``, as are missing columns and nulls in key
 columns, all before anything is written. Call ``live_ddl.ensure_live_tables`` once before loading
 (the tables' DDL and comments are in ``serving/live_ddl.py``).
+
+Over 400 lines because every loader shares the same guarantees (one transaction, COPY staging, replay-safe
+bookkeeping, validation before writing); kept together, the rules above are stated once and each loader
+is read beside the others it must agree with.
 """
 
 from __future__ import annotations

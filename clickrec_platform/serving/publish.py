@@ -21,6 +21,9 @@ is left for the next publish to drop). :func:`activate` points the view back at 
 
 SQL consumers (and the API) read the view; the view's name, columns, comments and grants stay the
 same across publishes, so views they build on top keep working.
+
+Over 400 lines because the steps above are one transaction's: splitting them across modules would hide
+which statement runs under which lock.
 """
 
 from __future__ import annotations

@@ -84,15 +84,16 @@ def scratch_process_settings(root: Path, prefix: str = "scratch", **environment:
             else:
                 os.environ[name] = value
         get_settings.cache_clear()
-        _remove_namespace(settings)
+        with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.gold_schema)))
+        remove_mlflow_names(settings)
 
 
-def _remove_namespace(settings: Settings) -> None:
+def remove_mlflow_names(settings: Settings) -> None:
+    """The settings' MLflow experiment and registered models (user-level and session), where they exist."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(settings.gold_schema)))
     client = MlflowClient(settings.tracking_uri)
     for name in (settings.registered_model_name, settings.session_registered_model_name):
         with contextlib.suppress(MlflowException):  # raised when nothing was registered

@@ -4,6 +4,9 @@ publish path and live-table loaders, read as the read-only role.
 Real time is tested twice: at the Postgres level (an event written to ``user_recent_items`` with
 the stream job's own loader changes the next answer), and end to end, last in this module: an event
 produced to Kafka, through the stream job in continuous mode, changes the answer within 10 seconds.
+
+Over 400 lines: one module per component under test, as the rest of the suite (one test per endpoint
+behaviour, sharing one published fixture).
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ Postgres equals the gold tables on the object store."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -16,8 +15,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from clickrec_platform import orchestration
 from clickrec_platform.events.codec import encode, kafka_key
@@ -35,7 +32,12 @@ from clickrec_platform.lake.tables import (
     SILVER_ITEMS,
 )
 from clickrec_platform.sources.generator import GeneratorConfig, generate_events, write_catalogue_files
-from clickrec_platform.stack.scratch import ISOLATED_FIELDS, TOPOLOGY_FIELDS, scratch_settings
+from clickrec_platform.stack.scratch import (
+    ISOLATED_FIELDS,
+    TOPOLOGY_FIELDS,
+    remove_mlflow_names,
+    scratch_settings,
+)
 from clickrec_platform_tests.support import delta_rows, lake_of_its_own, pg_rows, produce, stream_process
 
 pytestmark = pytest.mark.integration
@@ -102,7 +104,11 @@ def test_the_whole_graph_runs_on_the_cluster_and_gives_the_local_topology_tables
                 published = pg_rows(s, f"SELECT {columns} FROM {{schema}}.{name} ORDER BY {columns}")
                 assert [tuple(map(str, row)) for row in published] == [tuple(map(str, row)) for row in in_lake], name
         finally:
-            _remove_mlflow_names(mlflow_names)
+            remove_mlflow_names(s.model_copy(update={
+                "mlflow_tracking_uri": mlflow_names["MLFLOW_TRACKING_URI"],
+                "mlflow_experiment": mlflow_names["CLICKREC_MLFLOW_EXPERIMENT"],
+                "registered_model_name": mlflow_names["CLICKREC_REGISTERED_MODEL_NAME"],
+                "session_registered_model_name": mlflow_names["CLICKREC_SESSION_REGISTERED_MODEL_NAME"]}))
 
     # The same events and definitions on the local topology (local[*], a lake folder), in this process.
     with lake_of_its_own(spark, tmp_path / "local", CONFIG) as local:
@@ -127,13 +133,3 @@ def _materialize(settings, env: dict[str, str], select: str) -> dict[tuple[str, 
     evaluations = [entry.dagster_event.asset_check_evaluation_data for entry in instance.all_logs(run_id)
                    if entry.dagster_event and entry.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
     return {(e.asset_key.to_user_string(), e.check_name): e.passed for e in evaluations}
-
-
-def _remove_mlflow_names(names: dict[str, str]) -> None:
-    client = MlflowClient(names["MLFLOW_TRACKING_URI"])
-    for name in (names["CLICKREC_REGISTERED_MODEL_NAME"], names["CLICKREC_SESSION_REGISTERED_MODEL_NAME"]):
-        with contextlib.suppress(MlflowException):  # nothing was registered under it
-            client.delete_registered_model(name)
-    experiment = client.get_experiment_by_name(names["CLICKREC_MLFLOW_EXPERIMENT"])
-    if experiment is not None:
-        client.delete_experiment(experiment.experiment_id)

@@ -1,6 +1,8 @@
 """The speed layer (`clickrec speed`) against the real Kafka broker and PostgreSQL: latency, reconciliation
 with an independent read of the topic, kill -9 mid-batch, a rebalance between consumers of one group,
-and bad records of every reason."""
+and bad records of every reason.
+
+Over 400 lines: one module per component under test, as the rest of the suite; each test is one fault."""
 
 from __future__ import annotations
 
