@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from clickrec_platform.lake.migrations import migrate_quarantine_to_bytes
 from clickrec_platform.lake.spark import spark_session
 from clickrec_platform.lake.tables import SILVER_EVENTS, STREAM_TABLES, table_path
 from clickrec_platform.ops.alerts import send_alert
+from clickrec_platform.ops.lifecycle import process_stop_event
 from clickrec_platform.serving.live_ddl import ensure_live_tables
 from clickrec_platform.settings import Settings
 from clickrec_platform.stack.kafka import admin_client
@@ -295,10 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-offsets-per-trigger", type=int, default=settings.stream_max_offsets_per_trigger)
     parser.add_argument("--max-files-per-trigger", type=int, default=settings.stream_max_files_per_trigger)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = process_stop_event()
     metrics = StreamMetrics()
     if settings.stream_metrics_port:
         metrics.serve(settings.bind_host, settings.stream_metrics_port)

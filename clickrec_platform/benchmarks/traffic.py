@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import sys
 import threading
@@ -25,6 +24,7 @@ from confluent_kafka import Producer
 from psycopg import sql
 
 from clickrec_platform.benchmarks.live_path import send_probe
+from clickrec_platform.ops.lifecycle import process_stop_event
 from clickrec_platform.settings import PROJECT_ROOT, Settings
 from clickrec_platform.stack import service
 from clickrec_platform.stack.process import ManagedProcess
@@ -199,10 +199,8 @@ def traffic_main(argv: list[str]) -> None:
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--minutes", type=float, required=True)
     args = parser.parse_args(argv)
-    stop = threading.Event()
+    stop = process_stop_event()
     delivered: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     threading.Timer(args.minutes * 60, stop.set).start()
     produce_live(get_settings(), args.rate, stop, delivered, seconds=args.minutes * 60)
     print(f"delivered {delivered[0] if delivered else 0}", flush=True)

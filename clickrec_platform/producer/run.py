@@ -5,12 +5,10 @@ SIGTERM or Ctrl-C stops taking new events; everything already accepted is flushe
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from clickrec_platform.events.batch import encode_batch
+from clickrec_platform.ops.lifecycle import stop_on_signals
 from clickrec_platform.producer.kafka_sink import KafkaEventSink, event_type_codes
 from clickrec_platform.producer.pacing import FastPacer, Pacer, due_slices
 from clickrec_platform.settings import Settings
@@ -58,20 +57,6 @@ class ProduceSummary:
                 "events_per_second": round(self.events_per_second),
                 "stopped_early": self.stopped_early,
                 "dead_letter_path": str(self.dead_letter_path) if self.failed else None, **self.extra}
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM/SIGINT set ``stop`` instead of killing the process mid-batch (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _limited(frames: Iterable[pd.DataFrame], limit: int | None) -> Iterator[pd.DataFrame]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import threading
 import time
 from collections import Counter
 
 from clickrec_platform.ops.alerts import send_alert
+from clickrec_platform.ops.lifecycle import process_stop_event
 from clickrec_platform.settings import Settings, get_settings
 from clickrec_platform.speed.consumer import BatchApplied, SpeedLayer
 from clickrec_platform.speed.metrics import SpeedMetrics
@@ -79,10 +79,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="Prometheus metrics port (0: none)")
     parser.add_argument("--log-every", type=float, default=10.0, help="seconds between summary log lines")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = process_stop_event()
     metrics = SpeedMetrics()
     if args.metrics_port:
         metrics.serve(settings.bind_host, args.metrics_port)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from clickrec_platform.settings import PROJECT_ROOT, Settings
 from clickrec_platform.stack.jars import KAFKA_BROKER
-from clickrec_platform.stack.process import ManagedProcess, ServiceError, port_in_use, wait_until
+from clickrec_platform.stack.process import ManagedProcess, ServiceError, installed, port_in_use, wait_until
 from clickrec_platform.stack.service import Health, LocalService
 
 
@@ -31,11 +30,8 @@ def random_cluster_id() -> str:
 
 
 def java_executable() -> str:
-    java = shutil.which("java")
-    if java is None:
-        raise ServiceError("Java 17+ is required to run Kafka and Spark: run `clickrec setup` as root, "
-                           "or `apt-get install openjdk-17-jre-headless`.")
-    return java
+    return installed("java", "Java 17+ is required to run Kafka and Spark: run `clickrec setup` as root, "
+                             "or `apt-get install openjdk-17-jre-headless`.")
 
 
 def admin_client(bootstrap_servers: str) -> AdminClient:

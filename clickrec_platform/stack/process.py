@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +39,14 @@ def set_autogroup_nice(pid: int, nice: int) -> bool:
 
 class ServiceError(RuntimeError):
     """A service could not be started or stopped; the message says why and shows its log."""
+
+
+def installed(command: str, missing: str) -> str:
+    """Where ``command`` is on the PATH; else a :class:`ServiceError` with ``missing`` (how to install it)."""
+    found = shutil.which(command)
+    if found is None:
+        raise ServiceError(missing)
+    return found
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

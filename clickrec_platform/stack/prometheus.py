@@ -8,14 +8,13 @@ same job names, which the alert rules select on.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import httpx
 import yaml
 
 from clickrec_platform.settings import PROJECT_ROOT, Settings
-from clickrec_platform.stack.process import ServiceError
+from clickrec_platform.stack.process import installed
 from clickrec_platform.stack.service import Health, ServiceSpec
 
 ALERT_RULES = PROJECT_ROOT / "infra" / "prometheus" / "alerts.yml"
@@ -42,11 +41,8 @@ def prometheus_config(settings: Settings) -> dict:
 
 
 def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        raise ServiceError("Prometheus not found: run `clickrec setup` (installs Debian's `prometheus` package) "
-                           "or `apt-get install prometheus`.")
-    return found
+    return installed("prometheus", "Prometheus not found: run `clickrec setup` (installs Debian's `prometheus` "
+                                   "package) or `apt-get install prometheus`.")
 
 
 def prometheus_url(s: Settings) -> str:
