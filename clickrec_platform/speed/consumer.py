@@ -81,6 +81,22 @@ class DecodedBatch:
         return self.events.num_rows + sum(self.rejected.values())
 
 
+def since_last_seek(messages: Sequence[Message]) -> list[Message]:
+    """The records in the order received, less those a partition's seek back superseded: a rebalance inside
+    one poll (the partition revoked and assigned again, sought to its stored offset) delivers part of what
+    came before it again, and each record must be counted once."""
+    kept: list[Message] = []
+    last: dict[int | None, int] = {}
+    for message in messages:
+        partition, offset = message.partition(), message.offset()
+        assert offset is not None  # a consumed record has one
+        if partition in last and offset <= last[partition]:
+            kept = [m for m in kept if m.partition() != partition]
+        last[partition] = offset
+        kept.append(message)
+    return kept
+
+
 def decode_batch(messages: Sequence[Message]) -> DecodedBatch:
     """Decode records (errors already filtered out) with the contract's decoder; the valid ones as an
     Arrow table of ``LIVE_EVENT_COLUMNS``, the others counted by reason."""
@@ -264,7 +280,7 @@ class SpeedLayer:
                 self._problem("kafka", f"consumer: {error}")
         if self.on_lag:
             self.on_lag(self._lag(consumer))
-        return records
+        return since_last_seek(records)
 
     def _apply(self, batch: DecodedBatch) -> BatchApplied:
         started = time.perf_counter()

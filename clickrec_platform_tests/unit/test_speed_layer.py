@@ -12,7 +12,7 @@ from confluent_kafka import Message
 from clickrec_platform.events.codec import encode
 from clickrec_platform.events.contract import Event
 from clickrec_platform.serving.live_tables import TouchedLiveWindows, live_window_slides
-from clickrec_platform.speed.consumer import decode_batch
+from clickrec_platform.speed.consumer import decode_batch, since_last_seek
 
 
 @dataclass
@@ -84,3 +84,16 @@ def test_windows_starting_before_the_horizon_are_left_out():
 def test_the_slides_between_two_times_include_both_ends():
     assert live_window_slides(at(3), at(12)) == [at(0), at(5), at(10)]
     assert live_window_slides(at(5), at(5)) == [at(5)]
+
+
+def test_records_a_seek_back_superseded_are_counted_once():
+    """A rebalance inside one poll sought partition 1 back: what it delivered before the seek goes; the other
+    partitions keep theirs."""
+    first = [FakeMessage(1, offset, b"") for offset in (500, 501, 502)] + [FakeMessage(2, 70, b"")]
+    again = [FakeMessage(1, offset, b"") for offset in (480, 481, 500, 501, 502, 503)]
+    kept = since_last_seek(cast(list[Message], first + again + [FakeMessage(2, 71, b"")]))
+    assert [(m.partition(), m.offset()) for m in kept] == [(2, 70), *[(1, o) for o in (480, 481, 500, 501, 502, 503)],
+                                                           (2, 71)]
+    batch = decode_batch(kept)
+    assert batch.first_offsets == {2: 70, 1: 480} and batch.next_offsets == {2: 72, 1: 504}
+    assert sum(batch.rejected.values()) == 8  # each record once (empty values are rejected, and counted)
