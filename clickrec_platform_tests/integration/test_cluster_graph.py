@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -38,11 +36,12 @@ from clickrec_platform.stack.scratch import (
     remove_mlflow_names,
     scratch_settings,
 )
+from clickrec_platform.stack.service import executable
 from clickrec_platform_tests.support import delta_rows, lake_of_its_own, pg_rows, produce, stream_process
 
 pytestmark = pytest.mark.integration
 
-CLICKREC = str(Path(sys.executable).with_name("clickrec"))
+CLICKREC = executable("clickrec")
 # Enough events over enough days for the session split (a day of test, a day of validation) and for the
 # learners to clear the gates' intervals against popularity, as the demo's 20,000 over 2 days do.
 CONFIG = GeneratorConfig(events=20_000, days=3, seed=31)

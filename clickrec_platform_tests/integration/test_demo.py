@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,11 +30,12 @@ from clickrec_platform.settings import Settings
 from clickrec_platform.stack import services
 from clickrec_platform.stack.kafka import admin_client
 from clickrec_platform.stack.scratch import scratch_process_settings
+from clickrec_platform.stack.service import executable
 from clickrec_platform_tests.support import free_port, metric_samples
 
 pytestmark = pytest.mark.integration
 
-CLICKREC = str(Path(sys.executable).with_name("clickrec"))
+CLICKREC = executable("clickrec")
 EVENTS, DAYS = 20_000, 2
 LIVE_RATE = 50  # events/s on average: even at 3 am (0.1x the evening peak) more than one a second
 LIVE_WAIT_S = 180  # for the continuous stream job's first micro-batches, on 2 busy cores

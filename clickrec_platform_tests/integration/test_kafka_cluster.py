@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import cast
 
 import pytest
@@ -16,11 +14,12 @@ from confluent_kafka.admin import ConfigResource, NewTopic
 from clickrec_platform.stack import services
 from clickrec_platform.stack.kafka import KafkaNodeService, admin_client
 from clickrec_platform.stack.process import log_tail
+from clickrec_platform.stack.service import executable
 from clickrec_platform_tests.support import consume, produce
 
 pytestmark = pytest.mark.integration
 
-CLICKREC = str(Path(sys.executable).with_name("clickrec"))
+CLICKREC = executable("clickrec")
 
 
 def test_three_brokers_form_one_cluster_whose_topic_has_three_in_sync_replicas(stack, kafka_cluster):

@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from clickrec_platform.stack import services
 from clickrec_platform.stack.kafka import KafkaNodeService, KafkaService, admin_client
 from clickrec_platform.stack.process import ServiceError, pid_alive
 from clickrec_platform.stack.scratch import scratch_settings
+from clickrec_platform.stack.service import executable
 from clickrec_platform_tests.support import (
     consume,
     delta_rows,
@@ -48,7 +48,7 @@ from clickrec_platform_tests.webhook import webhook_receiver
 
 pytestmark = pytest.mark.integration
 
-CLICKREC = str(Path(sys.executable).with_name("clickrec"))
+CLICKREC = executable("clickrec")
 EVENTS = 15_000  # asked of the generator, which makes about as many (its sessions end where they end)
 RATE = 750  # events/s: 20 s of traffic, so that the broker dies mid-run
 KILL_AFTER = 4_000  # events sent when the broker is killed: both the producer and the (warm) stream job are busy
